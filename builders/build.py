@@ -1,4 +1,4 @@
-"""A build, top to bottom: recipe -> sources -> collect (verify, dedup, union) -> corpus on disk."""
+"""A build, top to bottom: recipe -> sources -> sample (each model) -> collect (verify, dedup, union) -> corpus."""
 from __future__ import annotations
 
 import time
@@ -8,7 +8,7 @@ from pathlib import Path
 from builders.collect import collect
 from builders.corpus import corpus_rows, write_output
 from builders.errors import InputError
-from builders.recipe import CollectStage, Recipe, Source
+from builders.recipe import CollectStage, Recipe, SampleStage, Source
 from builders.samples import discover
 from builders.sources import Problem, load_hub, load_local
 from builders.stats import build_stats
@@ -22,6 +22,7 @@ class BuildResult:
     shards: list[Path]
     stats: dict
     seconds: float
+    passes: list = None  # generate.PassResult per sampled model
 
 
 def load_sources(sources: list[Source]) -> list[Problem]:
@@ -55,14 +56,25 @@ def run_collect(problems: list[Problem], sample_paths: list[str], out_dir: str |
 
 
 def run_recipe(recipe: Recipe, out_dir: str | Path | None = None, overwrite: bool | None = None,
-               workers: int | None = None) -> BuildResult:
-    """Run every stage of a validated recipe."""
+               workers: int | None = None, console=None) -> BuildResult:
+    """Run every stage of a validated recipe, in order; collect takes the samples of the sample stages before it."""
+    out_dir = Path(out_dir or recipe.output_dir())
+    overwrite = recipe.output.overwrite if overwrite is None else overwrite
+    if out_dir.exists() and any(out_dir.iterdir()) and not overwrite:  # checked before any request is sent
+        raise InputError("output directory exists and is not empty (use --overwrite)", str(out_dir))
     problems = load_sources(recipe.sources)
+    sampled: list[str] = []
+    passes: list = []
     result = None
-    for stage in recipe.stages:
-        if isinstance(stage, CollectStage):
-            result = run_collect(problems, stage.samples, out_dir or recipe.output_dir(), stage.dedup,
-                                 stage.include_gold, workers or stage.workers,
-                                 recipe.output.overwrite if overwrite is None else overwrite,
-                                 recipe.output.shard_rows)
+    for index, stage in enumerate(recipe.stages):
+        if isinstance(stage, SampleStage):
+            from builders.generate import run_sample_stage
+
+            done = run_sample_stage(index, stage, problems, recipe, console)
+            passes.extend(done)
+            sampled.extend(str(p.samples_path) for p in done)
+        elif isinstance(stage, CollectStage):
+            result = run_collect(problems, stage.samples + sampled, out_dir, stage.dedup, stage.include_gold,
+                                 workers or stage.workers, overwrite, recipe.output.shard_rows)
+            result.passes = passes
     return result

@@ -75,14 +75,56 @@ def build(recipe: Path = typer.Argument(..., help="Recipe YAML file."),
     try:
         parsed = load_recipe(recipe)
         if dry_run:
-            for stage in parsed.stages:
-                Console().print(f"{stage.type}: {len(stage.samples)} sample input(s), dedup={stage.dedup}")
-            Console().print(f"output: {out or parsed.output_dir()}")
+            _plan(parsed, out)
             return
-        result = run_recipe(parsed, out, overwrite, workers)
+        result = run_recipe(parsed, out, overwrite, workers, console)
     except Exception as exc:
         _fail(exc)
+    if result.passes:
+        _passes(result.passes)
     _summary(result.stats, result.out_dir, result.seconds)
+
+
+def _plan(recipe, out: Optional[Path]) -> None:
+    """The --dry-run plan: problems x models x k requests per sample stage, and where everything goes."""
+    from builders.build import load_sources
+    from builders.generate import plan
+    from builders.recipe import SampleStage
+
+    problems = load_sources(recipe.sources)
+    Console().print(f"{recipe.name} {recipe.version}: {len(problems):,} problems from {len(recipe.sources)} source(s)")
+    for stage in recipe.stages:
+        if isinstance(stage, SampleStage):
+            per = stage.k if stage.quota is None else f"{stage.k}..{stage.quota.max_samples}"
+            total = len(problems) * len(stage.models) * (stage.k if stage.quota is None else stage.quota.max_samples)
+            Console().print(f"sample: {len(problems):,} problems x {len(stage.models)} model(s) x {per} = "
+                            f"{'up to ' if stage.quota else ''}{total:,} requests (T={stage.temperature:g}, "
+                            f"top_p={stage.top_p:g}, max_tokens={stage.max_tokens}); executor {recipe.executor.type}, "
+                            f"{recipe.executor.tasks} task(s)")
+            for mp in plan(stage, problems, recipe.work_dir()):
+                where = mp.spec.base_url or mp.spec.model
+                Console().print(f"  {mp.label}: {mp.spec.backend} {where} -> {mp.samples_path}")
+        else:
+            Console().print(f"collect: dedup={stage.dedup}, {len(stage.samples)} listed sample input(s)"
+                            f"{' + the sampled models' if any(isinstance(s, SampleStage) for s in recipe.stages) else ''}")
+    Console().print(f"output: {out or recipe.output_dir()}  (work: {recipe.work_dir()})")
+
+
+def _passes(passes: list) -> None:
+    table = Table(title="sampling")
+    for column in ("model", "problems", "requests", "ok", "failed", "retries", "cached", "1-text", "tokens",
+                   "req/s", "tok/s"):
+        table.add_column(column, justify="right")
+    for p in passes:
+        rate = (lambda n: f"{n / p.seconds:,.1f}") if p.seconds else (lambda n: "reused")
+        table.add_row(p.label, str(p.problems), str(p.requests), str(p.ok), str(p.failed), str(p.retries),
+                      str(p.cache_hits), str(p.single_text_problems), f"{p.completion_tokens:,}",
+                      rate(p.requests), rate(p.completion_tokens))
+    Console().print(table)
+    for p in passes:
+        if p.failed:
+            console.print(f"[yellow]{p.label}: {p.failed} permanent failures {dict(p.errors)} — listed in "
+                          f"{p.samples_path.parent / 'failures.parquet'}[/yellow]")
 
 
 @app.command()

@@ -172,4 +172,5 @@ def _scan_table(source: SampleSource, problems: list[Problem], judge, state: _Ra
     for sample in samples:
         if state.lo <= sample.problem < state.hi:
             state.model_samples[sample.model] += 1
-            state.offer(sample.problem, sample.text, judge, sample.model, sample.seed, None, source.path, sample.line)
+            state.offer(sample.problem, sample.text, judge, sample.model, sample.seed, sample.temperature,
+                        source.path, sample.line)

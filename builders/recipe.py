@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Annotated, Literal, Union
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
 
 from builders.errors import InputError
 
@@ -42,24 +42,105 @@ class Source(Strict):
         return self
 
 
+class ModelSpec(Strict):
+    """One sampling model: where it runs (backend) and how it is reached."""
+
+    name: str | None = Field(default=None, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+    backend: Literal["local", "endpoint", "vllm", "sglang"]
+    model: str
+    revision: str | None = None
+    base_url: str | None = None
+    api_key_env: str | None = None
+    tp: int = Field(default=1, ge=1)
+    dp: int = Field(default=1, ge=1)
+    build_tiny: bool = False  # local backend: build the tiny test model at `model` when it is missing
+
+    @model_validator(mode="after")
+    def reachable(self) -> "ModelSpec":
+        if self.backend == "endpoint" and not self.base_url:
+            raise ValueError("the endpoint backend needs `base_url`")
+        if self.backend != "endpoint" and self.base_url:
+            raise ValueError(f"`base_url` is for the endpoint backend, not {self.backend}")
+        return self
+
+    @property
+    def label(self) -> str:
+        return self.name or re.sub(r"[^A-Za-z0-9._-]+", "-", self.model.rstrip("/").split("/")[-1])
+
+
+class Prompt(Strict):
+    """Jinja template over the problem's fields; completion form (Alpaca, the RFT default) or chat form."""
+
+    template: str | None = None
+    chat: bool = False
+    system: str | None = None
+
+
+class Quota(Strict):
+    """DART-style difficulty-aware sampling: keep sampling a problem until `correct` paths or `max_samples`."""
+
+    correct: int = Field(ge=1)
+    max_samples: int = Field(ge=1)
+
+
+class SampleStage(Strict):
+    """Sample k reasoning paths per problem from each model (defaults: the RFT paper's k=100, T=0.7)."""
+
+    type: Literal["sample"]
+    models: list[ModelSpec] = Field(min_length=1)
+    k: int = Field(default=100, ge=1)
+    temperature: float = Field(default=0.7, ge=0)
+    top_p: float = Field(default=1.0, gt=0, le=1)
+    max_tokens: int = Field(default=512, ge=1)
+    seed: int = 0
+    stop: list[str] = Field(default_factory=list)  # the paper stops at end-of-sequence only
+    prompt: Prompt = Prompt()
+    quota: Quota | None = None
+    concurrency: int = Field(default=64, ge=1)
+    request_timeout: float = Field(default=600.0, gt=0)
+    max_retries: int = Field(default=5, ge=0)
+    retry_backoff: float = Field(default=1.0, ge=0)
+    max_failure_rate: float = Field(default=0.0, ge=0, le=1)
+    ready_timeout: float = Field(default=120.0, gt=0)
+    checkpoint_every: int = Field(default=100, ge=1)
+
+    @model_validator(mode="after")
+    def distinct_labels(self) -> "SampleStage":
+        labels = [m.label for m in self.models]
+        if len(set(labels)) != len(labels):
+            raise ValueError(f"two models share a name ({', '.join(labels)}): give each a distinct `name`")
+        return self
+
+
 class CollectStage(Strict):
     """Verify, calculator-check, dedup (paper or canonical) and pool samples from several models."""
 
     type: Literal["collect"]
-    samples: list[str] = Field(min_length=1)
+    samples: list[str] = Field(default_factory=list)  # empty: the samples of the sample stage(s) before it
     dedup: Literal["paper", "canonical"] = "paper"
     include_gold: bool = True
     workers: int | None = Field(default=None, ge=1)
 
 
-Stage = Annotated[Union[CollectStage], Field(discriminator="type")]
-STAGE_TYPES = ("collect",)
+Stage = Annotated[Union[SampleStage, CollectStage], Field(discriminator="type")]
+STAGE_TYPES = ("sample", "collect")
+
+
+class Executor(Strict):
+    """datatrove executor for sampling: local (default), slurm or ray; `options` go to its constructor."""
+
+    type: Literal["local", "slurm", "ray"] = "local"
+    tasks: int = Field(default=1, ge=1)
+    workers: int = Field(default=1, ge=1)
+    options: dict = Field(default_factory=dict)
+    ray_init: dict | None = None  # default: a local Ray instance on 127.0.0.1 without dashboard
 
 
 class Output(Strict):
     """Where the corpus goes (`{name}` and `{version}` are filled in) and how it is sharded."""
 
     dir: str = "builds/{name}/{version}"
+    work_dir: str = "builds/{name}/.work/{version}"  # samples, request cache, checkpoints, logs
     shard_rows: int = Field(default=100_000, ge=1)
     overwrite: bool = False
 
@@ -72,7 +153,10 @@ class Recipe(Strict):
     description: str = ""
     sources: list[Source] = Field(min_length=1)
     stages: list[Stage] = Field(min_length=1)
+    executor: Executor = Executor()
     output: Output = Output()
+    _file: str = PrivateAttr(default="")
+    _lines: dict = PrivateAttr(default_factory=dict)
 
     @field_validator("version")
     @classmethod
@@ -83,6 +167,16 @@ class Recipe(Strict):
 
     def output_dir(self) -> Path:
         return Path(self.output.dir.format(name=self.name, version=self.version))
+
+    def work_dir(self) -> Path:
+        return Path(self.output.work_dir.format(name=self.name, version=self.version))
+
+    def where(self, *key) -> tuple[str, int | None, str]:
+        """(file, line, dotted key) of a key path, for errors found after validation."""
+        probe = tuple(key)
+        while probe and probe not in self._lines:
+            probe = probe[:-1]
+        return self._file, self._lines.get(probe), ".".join(str(k) for k in key)
 
 
 def load_recipe(path: str | Path) -> Recipe:
@@ -103,9 +197,11 @@ def load_recipe(path: str | Path) -> Recipe:
         raise InputError("a recipe is a YAML mapping", str(path), 1)
     lines = _line_map(node)
     try:
-        return Recipe.model_validate(data)
+        recipe = Recipe.model_validate(data)
     except ValidationError as exc:
         raise _recipe_error(exc, lines, str(path)) from None
+    recipe._file, recipe._lines = str(path), lines
+    return recipe
 
 
 def _line_map(node, prefix: tuple = ()) -> dict[tuple, int]:

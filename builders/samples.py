@@ -93,6 +93,7 @@ class TableSample:
     seed: int | None
     sample_index: int | None
     line: int
+    temperature: float | None = None
 
 
 def read_table_samples(source: SampleSource, problems: list[Problem]) -> tuple[list[TableSample], list[tuple[int, str]]]:
@@ -118,10 +119,11 @@ def read_table_samples(source: SampleSource, problems: list[Problem]) -> tuple[l
         elif not isinstance(text, str):
             rejects.append((number, f"{text_col} is not a string"))
         else:
-            seed, index = row.get("seed"), row.get("sample_index")
+            seed, index, temp = row.get("seed"), row.get("sample_index"), row.get("temperature")
             samples.append(TableSample(problem, str(row.get("model") or source.model), text,
                                        seed if isinstance(seed, int) else None,
-                                       index if isinstance(index, int) else None, number))
+                                       index if isinstance(index, int) else None, number,
+                                       float(temp) if isinstance(temp, (int, float)) else None))
     return samples, rejects
 
 

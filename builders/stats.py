@@ -15,7 +15,7 @@ def build_stats(problems, results, judge, sources, include_gold: bool) -> dict:
     kept_by_model = Counter(k.model for r in per_problem for k in r.kept)
     only_solver = Counter(next(iter(r.solved_by)) for r in per_problem if len(r.solved_by) == 1)
     distinct = [len(r.kept) for r in per_problem]
-    models = [s.model for s in sources]
+    models = [s.model for s in sources if not s.is_table]  # a table's rows name their model
     for name in model_samples:
         if name not in models:
             models.append(name)

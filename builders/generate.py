@@ -1,0 +1,496 @@
+"""The sample stage: k reasoning paths per problem per model through datatrove's InferenceRunner, to samples Parquet."""
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import os
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import orjson
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from builders import prompts
+from builders.errors import InputError
+from builders.inference import RequestFailed
+from builders.recipe import Executor, ModelSpec, SampleStage
+from builders.sources import Problem
+from eval.answers import gsm8k_extract, strict_number
+
+SAMPLE_SCHEMA = pa.schema([
+    ("problem_id", pa.string()), ("idx", pa.int64()), ("model", pa.string()), ("model_id", pa.string()),
+    ("revision", pa.string()), ("backend", pa.string()), ("sample_index", pa.int64()), ("seed", pa.int64()),
+    ("temperature", pa.float64()), ("top_p", pa.float64()), ("max_tokens", pa.int64()), ("stop", pa.string()),
+    ("prompt_format", pa.string()), ("text", pa.string()), ("finish_reason", pa.string()),
+    ("prompt_tokens", pa.int64()), ("completion_tokens", pa.int64()), ("attempts", pa.int64()),
+])
+FAILURE_SCHEMA = pa.schema([
+    ("problem_id", pa.string()), ("idx", pa.int64()), ("model", pa.string()), ("sample_index", pa.int64()),
+    ("seed", pa.int64()), ("attempts", pa.int64()), ("error", pa.string()),
+])
+PROGRESS: Counter = Counter()  # requests answered and tokens generated in this process (for the progress line)
+
+
+@dataclass
+class ModelPass:
+    """One model's sampling run: its spec, the stage settings, and a work directory named by its fingerprint."""
+
+    spec: ModelSpec
+    stage: SampleStage
+    fingerprint: str
+    dir: Path
+    base_url: str | None = None
+
+    @property
+    def label(self) -> str:
+        return self.spec.label
+
+    @property
+    def samples_path(self) -> Path:
+        return self.dir / "samples.parquet"
+
+    @property
+    def failures_path(self) -> Path:
+        return self.dir / "failures.parquet"
+
+
+@dataclass
+class PassResult:
+    """What one model pass produced and measured."""
+
+    label: str
+    samples_path: Path
+    problems: int
+    requests: int
+    ok: int
+    failed: int
+    retries: int
+    cache_hits: int
+    completion_tokens: int
+    seconds: float
+    single_text_problems: int
+    errors: Counter = field(default_factory=Counter)
+    reused: bool = False
+
+
+# --------------------------------------------------------------------------- plan and preflight
+def template_of(stage: SampleStage) -> str:
+    return stage.prompt.template or (prompts.CHAT_USER if stage.prompt.chat else prompts.ALPACA)
+
+
+def sampling_params(stage: SampleStage) -> dict:
+    return {"k": stage.k, "temperature": stage.temperature, "top_p": stage.top_p, "max_tokens": stage.max_tokens,
+            "seed": stage.seed, "stop": stage.stop, "chat": stage.prompt.chat, "system": stage.prompt.system,
+            "template": template_of(stage), "quota": stage.quota.model_dump() if stage.quota else None}
+
+
+def fingerprint(stage: SampleStage, spec: ModelSpec, problems: list[Problem]) -> str:
+    """Everything that decides which requests are sent: model, params, template, problems."""
+    ids = hashlib.sha256("\n".join(p.problem_id for p in problems).encode()).hexdigest()
+    body = {"model": spec.model_dump(exclude={"name", "build_tiny"}), "params": sampling_params(stage),
+            "problems": ids}
+    return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def plan(stage: SampleStage, problems: list[Problem], work_dir: Path) -> list[ModelPass]:
+    passes = []
+    for spec in stage.models:
+        fp = fingerprint(stage, spec, problems)
+        passes.append(ModelPass(spec, stage, fp, work_dir / "samples" / f"{spec.label}-{fp}"))
+    return passes
+
+
+def preflight(stage_index: int, stage: SampleStage, problems: list[Problem], recipe) -> None:
+    """Every check that can fail before a request is sent; raises InputError naming the recipe key."""
+    key = ("stages", stage_index)
+    fields = prompts.problem_fields(problems[0]) if problems else None
+    for name, text in (("template", template_of(stage)), ("system", stage.prompt.system)):
+        if text is not None:
+            file, line, dotted = recipe.where(*key, "prompt", name)
+            prompts.check_template(text, file, dotted, fields)
+    for m, spec in enumerate(stage.models):
+        file, line, dotted = recipe.where(*key, "models", m, "model")
+        if spec.backend == "local":
+            path = Path(spec.model)
+            if not path.exists() and not spec.build_tiny:
+                raise InputError(f"model directory does not exist: {spec.model}", file, line, dotted)
+            if path.exists() and not (path / "config.json").exists():
+                raise InputError(f"not a transformers model directory (no config.json): {spec.model}", file,
+                                 line, dotted)
+        elif spec.backend in ("vllm", "sglang"):
+            try:
+                __import__(spec.backend)
+            except ImportError:
+                raise InputError(f"backend {spec.backend} is not installed here (pip install 'mathforge[vllm]')",
+                                 file, line, dotted.replace(".model", ".backend")) from None
+        if spec.api_key_env and not os.environ.get(spec.api_key_env):
+            file, line, dotted = recipe.where(*key, "models", m, "api_key_env")
+            raise InputError(f"environment variable {spec.api_key_env} (the API key) is not set", file, line,
+                             dotted)
+        if spec.backend == "endpoint":
+            file, line, dotted = recipe.where(*key, "models", m, "base_url")
+            wait_ready(spec, stage.ready_timeout, file, line, dotted)
+
+
+def wait_ready(spec: ModelSpec, timeout: float, file: str, line: int | None, key: str) -> None:
+    from builders.inference import probe_ready
+
+    headers = {"Authorization": f"Bearer {os.environ[spec.api_key_env]}"} if spec.api_key_env else {}
+    deadline = time.monotonic() + timeout
+    while True:
+        if asyncio.run(probe_ready(spec.base_url, headers, timeout=min(5.0, timeout))):
+            return
+        if time.monotonic() >= deadline:
+            raise InputError(f"{spec.base_url} did not answer /health or /v1/models with 200 within {timeout:g} s "
+                             "(sample.ready_timeout)", file, line, key)
+        time.sleep(min(1.0, timeout / 10))
+
+
+# --------------------------------------------------------------------------- the rollout (runs inside datatrove)
+def sample_seed(base: int, model: str, problem_id: str, index: int) -> int:
+    digest = hashlib.sha256(f"{base}|{model}|{problem_id}|{index}".encode()).hexdigest()
+    return int(digest[:8], 16) & 0x7FFFFFFF
+
+
+def request_payload(document, spec: dict, seed: int) -> dict:
+    if spec["chat"]:
+        messages = ([{"role": "system", "content": spec["system_text"]}] if spec["system_text"] else [])
+        payload = {"messages": messages + [{"role": "user", "content": document.text}]}
+    else:
+        payload = {"prompt": document.text}
+    payload.update(max_tokens=spec["max_tokens"], temperature=spec["temperature"], top_p=spec["top_p"], seed=seed)
+    if spec["stop"]:
+        payload["stop"] = spec["stop"]
+    if spec["backend"] == "local":  # transformers serve samples only when its generation config says so
+        payload["generation_config"] = json.dumps({"do_sample": spec["temperature"] > 0,
+                                                   "temperature": spec["temperature"] or None,
+                                                   "top_p": spec["top_p"], "max_new_tokens": spec["max_tokens"]})
+    return payload
+
+
+def cut_at_stop(text: str, stops: list[str]) -> tuple[str, bool]:
+    """Servers that ignore `stop` still get their text cut at the first stop string."""
+    cut = min((i for i in (text.find(s) for s in stops) if i >= 0), default=-1)
+    return (text[:cut], True) if cut >= 0 else (text, False)
+
+
+async def one_sample(document, generate, spec: dict, index: int) -> dict:
+    seed = sample_seed(spec["seed"], spec["label"], document.id, index)
+    payload = request_payload(document, spec, seed)
+    reason = "no attempt"
+    for attempt in range(spec["max_retries"] + 1):
+        try:
+            result = await generate(dict(payload))
+        except RequestFailed as exc:
+            reason = exc.reason
+            if not exc.retryable:
+                return {"sample_index": index, "seed": seed, "status": "failed", "error": reason,
+                        "attempts": attempt + 1}
+            await asyncio.sleep(min(spec["retry_backoff"] * 2 ** attempt, 30.0))
+            continue
+        text, cut = cut_at_stop(result.text, spec["stop"])
+        usage = result.usage or {}
+        PROGRESS["done"] += 1
+        PROGRESS["tokens"] += int(usage.get("completion_tokens") or 0)
+        return {"sample_index": index, "seed": seed, "status": "ok", "text": text,
+                "finish_reason": "stop" if cut else result.finish_reason,
+                "prompt_tokens": usage.get("prompt_tokens"), "completion_tokens": usage.get("completion_tokens"),
+                "attempts": attempt + 1}
+    PROGRESS["done"] += 1
+    return {"sample_index": index, "seed": seed, "status": "failed", "error": f"gave up after "
+            f"{spec['max_retries'] + 1} attempts: {reason}", "attempts": spec["max_retries"] + 1}
+
+
+def is_correct(text: str, gold: str | None) -> bool:
+    if gold is None:
+        return False
+    answer = gsm8k_extract(text)
+    return answer is not None and strict_number(answer) == strict_number(gold)
+
+
+async def sample_problem(document, generate, spec: dict) -> dict:
+    """All samples of one problem: k of them, or (quota) rounds of k until enough are correct."""
+    quota = spec["quota"]
+    rounds_left = 1 if quota is None else -(-quota["max_samples"] // spec["k"])
+    samples: list[dict] = []
+    correct = 0
+    while rounds_left > 0:
+        size = spec["k"] if quota is None else min(spec["k"], quota["max_samples"] - len(samples))
+        start = len(samples)
+        batch = await asyncio.gather(*(one_sample(document, generate, spec, start + i) for i in range(size)))
+        samples.extend(batch)
+        correct += sum(1 for s in batch if s["status"] == "ok" and is_correct(s["text"], spec_gold(document)))
+        rounds_left -= 1
+        if quota is not None and correct >= quota["correct"]:
+            break
+    return {"samples": samples}
+
+
+def spec_gold(document) -> str | None:
+    return document.metadata.get("gold")
+
+
+# --------------------------------------------------------------------------- running a pass
+def write_inputs(mp: ModelPass, problems: list[Problem], tasks: int) -> Path:
+    """Problems as JSONL shards, one per task, contiguous ranges, prompt already rendered."""
+    folder = mp.dir / "input"
+    folder.mkdir(parents=True, exist_ok=True)
+    template = template_of(mp.stage)
+    size = -(-len(problems) // tasks) if problems else 0
+    for rank in range(tasks):
+        part = problems[rank * size:(rank + 1) * size]
+        tmp = folder / f".{rank:05d}.jsonl.tmp"
+        with open(tmp, "wb") as handle:
+            for p in part:
+                gold = gsm8k_extract(p.solution) if p.solution else None
+                handle.write(orjson.dumps({"id": p.problem_id, "text": prompts.render(template, prompts.problem_fields(p)),
+                                           "metadata": {"idx": p.index, "gold": gold}}) + b"\n")
+        os.replace(tmp, folder / f"{rank:05d}.jsonl")
+    return folder
+
+
+def rollout_spec(mp: ModelPass) -> dict:
+    stage = mp.stage
+    return {"label": mp.label, "backend": mp.spec.backend, "k": stage.k, "temperature": stage.temperature,
+            "top_p": stage.top_p, "max_tokens": stage.max_tokens, "seed": stage.seed, "stop": stage.stop,
+            "chat": stage.prompt.chat, "system_text": stage.prompt.system,
+            "quota": stage.quota.model_dump() if stage.quota else None, "max_retries": stage.max_retries,
+            "retry_backoff": stage.retry_backoff}
+
+
+def pipeline(mp: ModelPass, tasks: int) -> list:
+    from datatrove.pipeline.inference.run_inference import InferenceConfig
+    from datatrove.pipeline.readers import JsonlReader
+    from datatrove.pipeline.writers import JsonlWriter
+
+    from builders.inference import Runner
+
+    stage, spec = mp.stage, mp.spec
+    server_type = "endpoint" if spec.backend in ("endpoint", "local") else spec.backend
+    config = InferenceConfig(
+        server_type=server_type, model_name_or_path=spec.model, use_chat=stage.prompt.chat,
+        endpoint_url=mp.base_url, tp=spec.tp, dp=spec.dp, max_concurrent_generations=stage.concurrency,
+        max_concurrent_documents=max(2, -(-stage.concurrency // stage.k) + 1), request_timeout=stage.request_timeout,
+        metric_interval=60, server_log_folder=str(mp.dir / "server-logs"),
+        model_kwargs={"revision": spec.revision} if spec.revision and server_type != "endpoint" else None)
+    if spec.api_key_env:
+        config.model_kwargs = {"api_key_env": spec.api_key_env}
+    writer = JsonlWriter(str(mp.dir / "output"), output_filename="${rank}_${chunk_index}.jsonl", compression=None)
+    runner = Runner(sample_problem, config, writer, shared_context={"spec": rollout_spec(mp)},
+                    checkpoints_local_dir=str(mp.dir / "checkpoints"), records_per_chunk=stage.checkpoint_every)
+    reader = JsonlReader(str(mp.dir / "input"), compression=None, glob_pattern="*.jsonl", add_file_path=False)
+    return [reader, runner]
+
+
+def make_executor(executor: Executor, steps: list, logging_dir: Path):
+    options = dict(executor.options)
+    if executor.type == "local":
+        from datatrove.executor import LocalPipelineExecutor
+
+        return LocalPipelineExecutor(steps, tasks=executor.tasks, workers=executor.workers,
+                                     logging_dir=str(logging_dir), **options)
+    if executor.type == "ray":
+        import ray
+        from datatrove.executor.ray import RayPipelineExecutor
+
+        if not ray.is_initialized():
+            ray.init(**(executor.ray_init or {"address": "local", "include_dashboard": False,
+                                              "_node_ip_address": "127.0.0.1", "log_to_driver": False}))
+        return RayPipelineExecutor(steps, tasks=executor.tasks, workers=executor.workers,
+                                   logging_dir=str(logging_dir), **options)
+    from datatrove.executor import SlurmPipelineExecutor
+
+    return SlurmPipelineExecutor(steps, tasks=executor.tasks, workers=executor.workers,
+                                 logging_dir=str(logging_dir), **options)
+
+
+def run_stats(logging_dir: Path) -> Counter:
+    """Sum of every numeric stat the ranks of this run saved (datatrove writes stats/<rank>.json)."""
+    totals: Counter = Counter()
+    for path in sorted((logging_dir / "stats").glob("*.json")):
+        for step in json.loads(path.read_text()):
+            for name, value in (step.get("stats") or {}).items():
+                total = value.get("total") if isinstance(value, dict) else value
+                if isinstance(total, (int, float)):
+                    totals[name] += total
+    return totals
+
+
+def run_pass(mp: ModelPass, problems: list[Problem], executor: Executor, console=None) -> PassResult:
+    """Sample one model (resuming whatever a previous run left), then write samples/failures Parquet."""
+    if mp.samples_path.exists() and mp.failures_path.exists():
+        return summarize(mp, problems, 0.0, Counter(), reused=True)
+    write_inputs(mp, problems, executor.tasks)
+    logging_dir = mp.dir / f"logs-{int(time.time() * 1000)}"
+    steps = pipeline(mp, executor.tasks)
+    started = time.perf_counter()
+    expected = len(problems) * (mp.stage.k if mp.stage.quota is None else mp.stage.quota.max_samples)
+    with ProgressLine(mp.label, expected, console):
+        make_executor(executor, steps, logging_dir).run()
+    seconds = time.perf_counter() - started
+    stats = run_stats(logging_dir)
+    if stats.get("failed_documents"):
+        raise RuntimeError(f"{mp.label}: datatrove failed to save {stats['failed_documents']:g} documents "
+                           f"(see {logging_dir}/logs); nothing was written")
+    rows, failures = read_outputs(mp, problems)
+    write_parquet(mp.failures_path, failures, FAILURE_SCHEMA)
+    write_parquet(mp.samples_path, rows, SAMPLE_SCHEMA)  # written last: its presence marks the pass done
+    (mp.dir / "run-stats.json").write_text(json.dumps(dict(stats), indent=1, sort_keys=True))
+    return summarize(mp, problems, seconds, stats)
+
+
+def read_outputs(mp: ModelPass, problems: list[Problem]) -> tuple[list[dict], list[dict]]:
+    """Join the runner's output documents back to the problems; a missing problem is an error, not a gap."""
+    by_id: dict[str, dict] = {}
+    for path in sorted((mp.dir / "output").glob("*.jsonl")):
+        with open(path, "rb") as handle:
+            for line in handle:
+                doc = orjson.loads(line)
+                by_id.setdefault(doc["id"], doc)
+    missing = [p.problem_id for p in problems if p.problem_id not in by_id]
+    if missing:
+        raise RuntimeError(f"{mp.label}: {len(missing)} problems have no samples after the run "
+                           f"(first: {missing[0]}); rerun the build to resume")
+    spec, stage = mp.spec, mp.stage
+    rows, failures = [], []
+    for p in problems:
+        results = by_id[p.problem_id]["metadata"].get("rollout_results") or []
+        samples = results[0]["samples"] if results else []
+        for s in samples:
+            if s["status"] == "ok":
+                rows.append({"problem_id": p.problem_id, "idx": p.index, "model": mp.label, "model_id": spec.model,
+                             "revision": spec.revision, "backend": spec.backend, "sample_index": s["sample_index"],
+                             "seed": s["seed"], "temperature": stage.temperature, "top_p": stage.top_p,
+                             "max_tokens": stage.max_tokens, "stop": json.dumps(stage.stop),
+                             "prompt_format": "chat" if stage.prompt.chat else "completion", "text": s["text"],
+                             "finish_reason": s.get("finish_reason"), "prompt_tokens": s.get("prompt_tokens"),
+                             "completion_tokens": s.get("completion_tokens"), "attempts": s["attempts"]})
+            else:
+                failures.append({"problem_id": p.problem_id, "idx": p.index, "model": mp.label,
+                                 "sample_index": s["sample_index"], "seed": s["seed"], "attempts": s["attempts"],
+                                 "error": s["error"]})
+    return rows, failures
+
+
+def write_parquet(path: Path, rows: list[dict], schema: pa.Schema) -> None:
+    table = pa.Table.from_pylist(rows, schema=schema)
+    tmp = path.with_name(f".{path.name}.tmp")
+    pq.write_table(table, tmp)
+    os.replace(tmp, path)
+
+
+def summarize(mp: ModelPass, problems: list[Problem], seconds: float, stats: Counter,
+              reused: bool = False) -> PassResult:
+    samples = pq.read_table(mp.samples_path, columns=["idx", "text", "attempts", "completion_tokens"]).to_pylist()
+    failures = pq.read_table(mp.failures_path).to_pylist()
+    texts: dict[int, set] = {}
+    for s in samples:
+        texts.setdefault(s["idx"], set()).add(s["text"])
+    counts = Counter(s["idx"] for s in samples)
+    single = sum(1 for idx, n in counts.items() if n >= 2 and len(texts[idx]) == 1)
+    retries = sum(s["attempts"] - 1 for s in samples) + sum(max(f["attempts"] - 1, 0) for f in failures)
+    return PassResult(mp.label, mp.samples_path, len(problems), len(samples) + len(failures), len(samples),
+                      len(failures), retries, int(stats.get("cache_hits", 0)),
+                      sum(s["completion_tokens"] or 0 for s in samples), seconds, single,
+                      Counter(f["error"].split(":")[0] for f in failures), reused)
+
+
+def check_pass(result: PassResult, stage: SampleStage) -> None:
+    """Fail loudly where a run would otherwise quietly produce a broken corpus."""
+    if result.requests and result.failed / result.requests > stage.max_failure_rate:
+        raise RuntimeError(f"{result.label}: {result.failed} of {result.requests} requests failed permanently "
+                           f"({dict(result.errors)}); over sample.max_failure_rate={stage.max_failure_rate:g}. "
+                           f"Failures are listed in {result.samples_path.parent / 'failures.parquet'}")
+    if stage.temperature > 0 and stage.k >= 2 and result.problems >= 3 \
+            and result.single_text_problems >= 0.9 * result.problems:
+        raise RuntimeError(f"{result.label}: {result.single_text_problems} of {result.problems} problems got "
+                           f"{stage.k} identical samples at temperature {stage.temperature:g}: the server is not "
+                           "sampling (greedy decoding?). RFT would collapse to one path per problem.")
+
+
+def run_sample_stage(stage_index: int, stage: SampleStage, problems: list[Problem], recipe,
+                     console=None) -> list[PassResult]:
+    """Preflight every model, then one pass per model (local models get their own `transformers serve`)."""
+    from builders.local_server import LocalServer
+    from builders.tinymodel import ensure_tiny_model
+
+    quiet_datatrove()
+    preflight(stage_index, stage, problems, recipe)
+    results = []
+    for mp in plan(stage, problems, recipe.work_dir()):
+        mp.dir.mkdir(parents=True, exist_ok=True)
+        if mp.spec.backend == "local" and not mp.samples_path.exists():
+            if mp.spec.build_tiny:
+                ensure_tiny_model(mp.spec.model)
+            with LocalServer(mp.spec.model, mp.dir / "server.log", stage.ready_timeout) as server:
+                mp.base_url = server.url
+                result = run_pass(mp, problems, recipe.executor, console)
+        else:
+            mp.base_url = mp.spec.base_url
+            result = run_pass(mp, problems, recipe.executor, console)
+        check_pass(result, stage)
+        results.append(result)
+    return results
+
+
+def quiet_datatrove() -> None:
+    """datatrove's task logger prints INFO to the terminal and has no level option: keep its log file at DEBUG,
+    show the terminal only MATHFORGE_LOG_LEVEL (default WARNING)."""
+    import sys
+
+    import datatrove.executor.base as executor_base
+    import datatrove.utils.logging as datatrove_logging
+    from loguru import logger
+
+    level = os.environ.get("MATHFORGE_LOG_LEVEL", "WARNING")
+    original = getattr(executor_base.add_task_logger, "__wrapped__", executor_base.add_task_logger)
+
+    def add_task_logger(*args, **kwargs):
+        logfile = original(*args, **kwargs)
+        logger.remove()
+        logger.add(logfile, level="DEBUG")
+        logger.add(sys.stderr, level=level)
+        return logfile
+
+    def setup_default_logger():
+        logger.remove()
+        logger.add(sys.stderr, level=level)
+
+    add_task_logger.__wrapped__ = original
+    executor_base.add_task_logger = add_task_logger
+    datatrove_logging.setup_default_logger = setup_default_logger
+    setup_default_logger()
+
+
+class ProgressLine:
+    """A background line every few seconds: requests done, requests/s, tokens/s, ETA (this process only)."""
+
+    def __init__(self, label: str, expected: int, console, every: float = 5.0):
+        self.label, self.expected, self.console, self.every = label, expected, console, every
+        self._stop = threading.Event()
+        self._thread = None
+
+    def __enter__(self) -> "ProgressLine":
+        PROGRESS.clear()
+        self.started = time.perf_counter()
+        if self.console is not None:
+            self._thread = threading.Thread(target=self._loop, daemon=True)
+            self._thread.start()
+        return self
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.every):
+            elapsed = time.perf_counter() - self.started
+            done, tokens = PROGRESS["done"], PROGRESS["tokens"]
+            rate = done / elapsed if elapsed else 0.0
+            eta = (self.expected - done) / rate if rate else float("nan")
+            self.console.print(f"[dim]{self.label}: {done:,}/{self.expected:,} requests  {rate:,.1f} req/s  "
+                               f"{tokens / elapsed:,.0f} tok/s  ETA {eta:,.0f} s[/dim]")
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()

@@ -1,0 +1,123 @@
+"""datatrove's InferenceRunner with an httpx request path: timeouts, auth, every failure classified, cache hits counted."""
+from __future__ import annotations
+
+import json
+
+from datatrove.pipeline.inference.run_inference import InferenceRunner
+from datatrove.pipeline.inference.servers import EndpointServer, SGLangServer, VLLMServer
+from datatrove.pipeline.inference.types import InferenceError
+
+RETRYABLE_STATUS = {408, 409, 425, 429, 500, 502, 503, 504}
+
+
+class RequestFailed(InferenceError):
+    """One failed HTTP attempt, with a short reason and whether another attempt may succeed."""
+
+    def __init__(self, reason: str, retryable: bool, payload: dict | None = None):
+        self.reason, self.retryable = reason, retryable
+        super().__init__(None, reason, payload=payload)
+
+
+class HttpxRequests:
+    """Request path shared by the server kinds: one pooled httpx client, a timeout, a Bearer key if given."""
+
+    _client = None
+
+    def _headers(self) -> dict:
+        key = self.config.api_key
+        return {"Authorization": f"Bearer {key}"} if key else {}
+
+    def _http(self):
+        import httpx
+
+        if self._client is None:
+            limits = httpx.Limits(max_connections=self.config.max_concurrent_generations,
+                                  max_keepalive_connections=self.config.max_concurrent_generations)
+            self._client = httpx.AsyncClient(timeout=self.config.request_timeout, limits=limits,
+                                             headers=self._headers())
+        return self._client
+
+    async def is_ready(self) -> bool:
+        return await probe_ready(self.get_base_url(), self._headers())
+
+    async def _make_request(self, payload: dict) -> dict:
+        import httpx
+
+        endpoint = "/v1/chat/completions" if self.config.use_chat else "/v1/completions"
+        try:
+            response = await self._http().post(f"{self.get_base_url()}{endpoint}", json=payload)
+        except httpx.TimeoutException:
+            raise RequestFailed("timeout", True) from None
+        except httpx.TransportError as exc:
+            raise RequestFailed(f"connection: {type(exc).__name__}", True) from None
+        if response.status_code != 200:
+            raise RequestFailed(f"http {response.status_code}: {response.text[:200]}",
+                                response.status_code in RETRYABLE_STATUS)
+        try:
+            data = json.loads(response.content)
+            choice = data["choices"][0]
+            if self.config.use_chat:
+                text = choice["message"]["content"]
+            else:
+                text = choice["text"]
+            if not isinstance(text, str):
+                raise TypeError("text is not a string")
+        except (ValueError, KeyError, IndexError, TypeError) as exc:
+            raise RequestFailed(f"malformed response: {type(exc).__name__}", True) from None
+        data.setdefault("usage", {})
+        return data
+
+    async def server_cleanup(self) -> None:
+        if self._client is not None:
+            await self._client.aclose()
+            self._client = None
+        await super().server_cleanup()
+
+
+async def probe_ready(base_url: str, headers: dict | None = None, timeout: float = 5.0) -> bool:
+    """`GET /health`, else `GET /v1/models` (with the key): either answering 200 means ready."""
+    import httpx
+
+    async with httpx.AsyncClient(timeout=timeout, headers=headers or {}) as client:
+        for path in ("/health", "/v1/models"):
+            try:
+                if (await client.get(f"{base_url.rstrip('/')}{path}")).status_code == 200:
+                    return True
+            except httpx.HTTPError:
+                pass
+    return False
+
+
+class Endpoint(HttpxRequests, EndpointServer):
+    """Any OpenAI-compatible endpoint (hosted API, a vLLM/SGLang server, `transformers serve`)."""
+
+    def __init__(self, config, rank: int):
+        super().__init__(config, rank)
+        self.client = None  # requests go through httpx, never through the openai client
+
+
+class Vllm(HttpxRequests, VLLMServer):
+    """vLLM launched by datatrove on this node."""
+
+
+class Sglang(HttpxRequests, SGLangServer):
+    """SGLang launched by datatrove on this node."""
+
+
+SERVERS = {"endpoint": Endpoint, "vllm": Vllm, "sglang": Sglang}
+
+
+class Runner(InferenceRunner):
+    """InferenceRunner whose servers use the httpx request path and whose stats count request-cache hits."""
+
+    def _init_server(self, rank: int):
+        return SERVERS[self.config.server_type](self.config, rank)
+
+    async def _cached_request(self, payload, semaphore, server, doc_id, rollout_idx, chunk_index,
+                              request_counters=None):
+        if self.request_cache.enabled:
+            payload_hash = self.request_cache.prepare_payload(payload)
+            hit, _ = await self.request_cache.get_cached_response(doc_id, rollout_idx, payload_hash=payload_hash)
+            self.stat_update("cache_hits" if hit is not None else "cache_misses", unit="request")
+        return await super()._cached_request(payload, semaphore, server, doc_id, rollout_idx, chunk_index,
+                                             request_counters)
