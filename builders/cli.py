@@ -124,7 +124,7 @@ def _passes(passes: list) -> None:
     for p in passes:
         if p.failed:
             console.print(f"[yellow]{p.label}: {p.failed} permanent failures {dict(p.errors)} — listed in "
-                          f"{p.samples_path.parent / 'failures.parquet'}[/yellow]")
+                          f"{p.samples_path.parent / 'failures.parquet'}[/yellow]", soft_wrap=True)
 
 
 @app.command()

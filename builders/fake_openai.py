@@ -5,6 +5,7 @@ import argparse
 import asyncio
 import hashlib
 import json
+import re
 import threading
 import time
 from collections import Counter
@@ -19,6 +20,36 @@ def echo_reply(payload: dict) -> str:
     prompt = payload.get("prompt") or json.dumps(payload.get("messages"))
     digest = hashlib.sha256(f"{prompt}|{payload.get('seed')}".encode()).hexdigest()[:12]
     return f"sample {digest}"
+
+
+INSTRUCTION_RE = re.compile(r"### Instruction:\n(.*?)\n\n### Response:", re.S)
+
+
+def prompt_text(payload: dict) -> str:
+    if payload.get("prompt") is not None:
+        return str(payload["prompt"])
+    messages = payload.get("messages") or [{}]
+    return str(messages[-1].get("content", ""))
+
+
+def solver_reply(rows: list[dict], wrong_every: int = 3) -> Reply:
+    """Answer synthetic problems ({question, solutions}): seed picks a solution order, every n-th seed is wrong."""
+    by_question = {row["question"]: row for row in rows}
+
+    def reply(payload: dict) -> str:
+        text = prompt_text(payload)
+        match = INSTRUCTION_RE.search(text)
+        row = by_question.get(match.group(1) if match else text.strip())
+        if row is None:
+            return "I cannot solve this."
+        seed = int(payload.get("seed") or 0)
+        solution = row["solutions"][seed % len(row["solutions"])]
+        if wrong_every and seed % wrong_every == 0:
+            head, _, answer = solution.rpartition("#### ")
+            return f"{head}#### {int(answer) + 1}"
+        return solution
+
+    return reply
 
 
 def request_key(payload: dict) -> str:
@@ -47,7 +78,8 @@ class FaultPlan:
 class FakeOpenAI:
     """Serve /health, /v1/models, /v1/completions and /v1/chat/completions; count everything it does."""
 
-    def __init__(self, reply: Reply = echo_reply, latency: float = 0.0, faults: FaultPlan | None = None,
+    def __init__(self, reply: Reply = echo_reply, latency: float | Callable[[dict], float] = 0.0,
+                 faults: FaultPlan | None = None,
                  hang_seconds: float = 30.0, model: str = "fake-model", healthy: bool = True):
         self.reply, self.latency, self.faults = reply, latency, faults or FaultPlan()
         self.hang_seconds, self.model, self.healthy = hang_seconds, model, healthy
@@ -154,8 +186,9 @@ class FakeOpenAI:
         fault = self.faults.fault(payload, key, attempt)
         if fault is not None:
             self.counts[f"fault:{fault}"] += 1
-        if self.latency:
-            await asyncio.sleep(self.latency)
+        delay = self.latency(payload) if callable(self.latency) else self.latency
+        if delay:
+            await asyncio.sleep(delay)
         if fault == "400":
             return await self._send(writer, 400, b'{"error": {"message": "scripted permanent failure"}}')
         if fault == "500":

@@ -295,18 +295,32 @@ def make_executor(executor: Executor, steps: list, logging_dir: Path):
         return LocalPipelineExecutor(steps, tasks=executor.tasks, workers=executor.workers,
                                      logging_dir=str(logging_dir), **options)
     if executor.type == "ray":
-        import ray
         from datatrove.executor.ray import RayPipelineExecutor
 
-        if not ray.is_initialized():
-            ray.init(**(executor.ray_init or {"address": "local", "include_dashboard": False,
-                                              "_node_ip_address": "127.0.0.1", "log_to_driver": False}))
+        start_ray(executor.ray_init)
         return RayPipelineExecutor(steps, tasks=executor.tasks, workers=executor.workers,
                                    logging_dir=str(logging_dir), **options)
     from datatrove.executor import SlurmPipelineExecutor
 
     return SlurmPipelineExecutor(steps, tasks=executor.tasks, workers=executor.workers,
                                  logging_dir=str(logging_dir), **options)
+
+
+def start_ray(ray_init: dict | None = None) -> None:
+    """Connect to Ray as `ray_init` says; by default start a local instance whose every socket is on 127.0.0.1."""
+    if ray_init is None:
+        # Ray resolves 127.0.0.1 to the machine's outward address (and binds gRPC on all interfaces) unless it
+        # believes clusters are off; with this it keeps the node, GCS, raylet and workers on loopback.
+        os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
+        import ray._private.ray_constants as ray_constants
+
+        ray_constants.ENABLE_RAY_CLUSTER = False  # read at call time; the variable above reaches child processes
+        ray_init = {"address": "local", "include_dashboard": False, "_node_ip_address": "127.0.0.1",
+                    "log_to_driver": False}
+    import ray
+
+    if not ray.is_initialized():
+        ray.init(**ray_init)
 
 
 def run_stats(logging_dir: Path) -> Counter:

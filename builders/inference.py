@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 from datatrove.pipeline.inference.run_inference import InferenceRunner
 from datatrove.pipeline.inference.servers import EndpointServer, SGLangServer, VLLMServer
@@ -24,7 +25,9 @@ class HttpxRequests:
     _client = None
 
     def _headers(self) -> dict:
-        key = self.config.api_key
+        """The key is read from the named environment variable here, so no config or log ever holds it."""
+        name = (self.config.model_kwargs or {}).get("api_key_env")
+        key = os.environ.get(name) if name else None
         return {"Authorization": f"Bearer {key}"} if key else {}
 
     def _http(self):

@@ -1,0 +1,275 @@
+"""The sample stage end to end over real HTTP: transformers serve, a scripted server with faults, kill -9, quotas."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+
+from builders import synthetic
+from builders.fake_openai import FakeOpenAI, FaultPlan, solver_reply
+from builders.generate import cut_at_stop, request_payload, sample_seed
+
+CLI = [sys.executable, "-c", "from builders.cli import main; main()"]
+
+
+def run(*args, timeout=300, **kwargs):
+    env = {**os.environ, "COLUMNS": "200"}
+    return subprocess.run([*CLI, *map(str, args)], capture_output=True, text=True, timeout=timeout, env=env,
+                          **kwargs)
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory) -> Path:
+    from builders.tinymodel import build_tiny_model
+
+    return build_tiny_model(tmp_path_factory.mktemp("tiny") / "model")
+
+
+@pytest.fixture
+def gold(tmp_path) -> dict:
+    rows = synthetic.problems(12, seed=3)
+    path = tmp_path / "gold.jsonl"
+    synthetic.write_gold(rows, path)
+    return {"rows": rows, "path": path, "tmp": tmp_path}
+
+
+def sample_recipe(tmp: Path, gold_path: Path, models: str, stage: str = "", executor: str = "",
+                  name: str = "gen") -> Path:
+    body = (f"name: {name}\nversion: 1.0.0\nsources:\n  - path: {gold_path}\nstages:\n  - type: sample\n"
+            f"    k: 4\n    max_tokens: 16\n    concurrency: 8\n    checkpoint_every: 3\n    retry_backoff: 0.05\n"
+            f"{stage}    models:\n{models}  - type: collect\n{executor}"
+            f"output:\n  dir: {tmp}/out/{{name}}/{{version}}\n  work_dir: {tmp}/work/{{name}}/{{version}}\n")
+    path = tmp / f"{name}.yaml"
+    path.write_text(body)
+    return path
+
+
+def endpoint(url: str, name: str = "fake", extra: str = "") -> str:
+    return f"      - name: {name}\n        backend: endpoint\n        model: fake-model\n        base_url: {url}\n{extra}"
+
+
+def samples_of(tmp: Path, name: str = "gen", model: str = "") -> list[dict]:
+    paths = sorted((tmp / "work" / name / "1.0.0" / "samples").glob(f"{model}*/samples.parquet"))
+    return [row for path in paths for row in pq.read_table(path).to_pylist()]
+
+
+def test_seeds_payload_and_stop_cut():
+    assert sample_seed(0, "m", "p", 1) == sample_seed(0, "m", "p", 1) != sample_seed(0, "m", "p", 2)
+
+    class Doc:
+        text, id = "Q", "p"
+
+    spec = {"chat": False, "system_text": None, "max_tokens": 8, "temperature": 0.7, "top_p": 1.0, "stop": [],
+            "backend": "local"}
+    payload = request_payload(Doc, spec, 5)
+    assert payload["seed"] == 5 and json.loads(payload["generation_config"])["do_sample"] is True
+    assert "generation_config" not in request_payload(Doc, {**spec, "backend": "endpoint"}, 5)
+    assert cut_at_stop("a\n\nQuestion: b", ["Question:"]) == ("a\n\n", True)
+    assert cut_at_stop("abc", ["x"]) == ("abc", False)
+
+
+def test_local_transformers_serve_and_endpoint_union(gold, tiny_model):
+    """Real `transformers serve` on CPU plus a scripted endpoint: problems x models x k requests, provenance."""
+    with FakeOpenAI(reply=solver_reply(gold["rows"])) as server:
+        models = (f"      - name: tiny\n        backend: local\n        model: {tiny_model}\n"
+                  + endpoint(server.url))
+        result = run("build", sample_recipe(gold["tmp"], gold["path"], models))
+        assert result.returncode == 0, result.stderr
+    tiny, fake = samples_of(gold["tmp"], model="tiny"), samples_of(gold["tmp"], model="fake")
+    assert len(tiny) == len(fake) == 12 * 4  # requests = problems x models x k
+    for row in tiny:
+        assert row["backend"] == "local" and row["model_id"] == str(tiny_model) and row["temperature"] == 0.7
+        assert row["finish_reason"] in ("length", "stop") and row["completion_tokens"] > 0 and row["seed"] >= 0
+    by_problem: dict = {}
+    for row in tiny:
+        by_problem.setdefault(row["problem_id"], set()).add(row["text"])
+    assert all(len(texts) >= 2 for texts in by_problem.values())  # really sampling, not greedy
+    assert len({(r["problem_id"], r["sample_index"]) for r in tiny}) == 48
+    stats = json.loads((gold["tmp"] / "out" / "gen" / "1.0.0" / "stats.json").read_text())
+    assert stats["models"]["fake"]["samples"] == 48 and stats["models"]["tiny"]["samples"] == 48
+    assert stats["models"]["fake"]["kept"] > 0  # the solver's paths made it into the union
+    assert "sampling" in result.stdout and "tiny" in result.stdout
+
+
+def test_kill9_then_resume(gold):
+    """kill -9 mid-sampling; the rerun finishes from checkpoints and the request cache, nothing lost or doubled."""
+    rows = synthetic.problems(40, seed=5)
+    synthetic.write_gold(rows, gold["path"])
+    latency = lambda payload: 0.02 + payload["seed"] % 5 * 0.03  # noqa: E731 (uneven: documents half done)
+    with FakeOpenAI(reply=solver_reply(rows), latency=latency) as server:
+        recipe = sample_recipe(gold["tmp"], gold["path"], endpoint(server.url))
+        process = subprocess.Popen([*CLI, "build", str(recipe)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                   start_new_session=True)
+        deadline = time.monotonic() + 120
+        while (server.counts["ok"] < 70 or server.counts["ok"] % 4 == 0) and time.monotonic() < deadline \
+                and process.poll() is None:
+            time.sleep(0.005)
+        assert process.poll() is None, process.stderr.read().decode()
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+        work = next((gold["tmp"] / "work" / "gen" / "1.0.0" / "samples").iterdir())
+        assert not (work / "samples.parquet").exists()
+        checkpoints = work / "checkpoints"
+        with sqlite3.connect(checkpoints / "00000" / "replay.sqlite3") as conn:
+            cached = conn.execute("SELECT COUNT(*) FROM request_cache WHERE result IS NOT NULL").fetchone()[0]
+        last_chunk = checkpoints / "last_chunk" / "00000.txt"
+        finished_docs = (int(last_chunk.read_text()) + 1) * 3 if last_chunk.exists() else 0
+        completed_before = cached + 4 * finished_docs  # requests whose answers were on disk at the kill
+        time.sleep(0.5)  # requests in flight at the kill finish on the server side (their client is gone)
+        served_before = server.counts["ok"]
+
+        result = run("build", recipe)
+        assert result.returncode == 0, result.stderr
+        stats = json.loads((work / "run-stats.json").read_text())
+        not_resampled = 40 - stats["documents_processed"]  # restored whole from datatrove's checkpoints
+        assert stats["cache_hits"] > 0
+        assert stats["cache_hits"] + 4 * not_resampled >= completed_before  # nothing completed was asked again
+        assert server.counts["ok"] - served_before == stats["cache_misses"]
+        assert server.counts["ok"] <= 160 + 8  # at most what was in flight at the kill was sent twice
+    samples = samples_of(gold["tmp"])
+    assert len(samples) == 160
+    assert Counter((s["problem_id"], s["sample_index"]) for s in samples).most_common(1)[0][1] == 1
+    assert {s["sample_index"] for s in samples} == {0, 1, 2, 3}
+
+
+def test_faults_are_retried_and_permanent_failures_recorded(gold):
+    """~20 % of requests fail once (500, timeout, dropped connection, malformed JSON); one problem always gets 400."""
+    rows = synthetic.problems(30, seed=4)
+    synthetic.write_gold(rows, gold["path"])
+    bad_question = rows[5]["question"]
+    plan = FaultPlan(rate=0.2, seed=1, permanent=lambda payload: bad_question in payload.get("prompt", ""))
+    with FakeOpenAI(reply=solver_reply(rows), faults=plan, hang_seconds=5) as server:
+        stage = "    request_timeout: 1\n    max_failure_rate: 0.05\n"
+        result = run("build", sample_recipe(gold["tmp"], gold["path"], endpoint(server.url), stage=stage))
+        assert result.returncode == 0, result.stderr
+        for kind in ("500", "timeout", "drop", "malformed"):
+            assert server.counts[f"fault:{kind}"] > 0, kind
+    work = next((gold["tmp"] / "work" / "gen" / "1.0.0" / "samples").iterdir())
+    samples = pq.read_table(work / "samples.parquet").to_pylist()
+    failures = pq.read_table(work / "failures.parquet").to_pylist()
+    assert len(samples) == 29 * 4 and len(failures) == 4  # nothing silently dropped
+    assert all(f["error"].startswith("http 400") and f["idx"] == 5 for f in failures)
+    retried = sum(s["attempts"] - 1 for s in samples)
+    assert retried == sum(v for k, v in server.counts.items() if k.startswith("fault:") and k != "fault:400")
+    assert "4 permanent failures" in result.stderr and "retries" in result.stdout
+
+
+def test_failure_rate_over_the_limit_fails_the_build(gold):
+    plan = FaultPlan(permanent=lambda payload: gold["rows"][0]["question"] in payload.get("prompt", ""))
+    with FakeOpenAI(reply=solver_reply(gold["rows"]), faults=plan) as server:
+        result = run("build", sample_recipe(gold["tmp"], gold["path"], endpoint(server.url)))
+    assert result.returncode == 1 and "failed permanently" in result.stderr
+    assert not (gold["tmp"] / "out").exists()
+
+
+def test_a_server_that_does_not_sample_is_caught(gold):
+    with FakeOpenAI(reply=lambda payload: "the same text\n#### 3") as server:
+        result = run("build", sample_recipe(gold["tmp"], gold["path"], endpoint(server.url)))
+    assert result.returncode == 1 and "not sampling" in result.stderr
+
+
+def test_quota_samples_until_enough_correct(gold):
+    """DART-style: rounds of k until 3 correct paths or 12 samples; the solver is wrong on every 3rd seed."""
+    with FakeOpenAI(reply=solver_reply(gold["rows"])) as server:
+        stage = "    quota:\n      correct: 5\n      max_samples: 12\n"
+        result = run("build", sample_recipe(gold["tmp"], gold["path"], endpoint(server.url), stage=stage))
+        assert result.returncode == 0, result.stderr
+    by_problem: dict = {}
+    for row in samples_of(gold["tmp"]):
+        by_problem.setdefault(row["problem_id"], []).append(row)
+    for rows in by_problem.values():
+        rows.sort(key=lambda r: r["sample_index"])
+        correct = [r["seed"] % 3 != 0 for r in rows]
+        assert len(rows) % 4 == 0 and 4 <= len(rows) <= 12
+        before_last = sum(correct[:-4])
+        assert before_last < 5 and (sum(correct) >= 5 or len(rows) == 12)
+
+
+@pytest.mark.parametrize("case", ["missing-model", "unhealthy", "api-key", "template"])
+def test_bad_input_fails_before_any_request(gold, case, monkeypatch):
+    monkeypatch.delenv("MATHFORGE_TEST_KEY", raising=False)
+    with FakeOpenAI(reply=solver_reply(gold["rows"]), healthy=case != "unhealthy") as server:
+        stage, models = "    ready_timeout: 1\n", endpoint(server.url)
+        if case == "missing-model":
+            models = "      - backend: local\n        model: /nonexistent/model\n"
+        elif case == "api-key":
+            models = endpoint(server.url, extra="        api_key_env: MATHFORGE_TEST_KEY\n")
+        elif case == "template":
+            stage += "    prompt:\n      template: 'Q: {{ question }} ({{ difficulty }})'\n"
+        recipe = sample_recipe(gold["tmp"], gold["path"], models, stage=stage)
+        result = run("build", recipe)
+        posts = sum(v for k, v in server.counts.items() if k.startswith("POST"))
+    assert result.returncode == 2, result.stderr
+    assert posts == 0
+    message = result.stderr
+    expected = {"missing-model": "does not exist", "unhealthy": "did not answer", "api-key": "MATHFORGE_TEST_KEY",
+                "template": "difficulty"}[case]
+    assert expected in message and str(recipe) in message
+    assert not (gold["tmp"] / "out").exists()
+
+
+def test_api_key_is_sent_and_never_written(gold, monkeypatch):
+    monkeypatch.setenv("MATHFORGE_TEST_KEY", "sk-secret-123")
+    seen = []
+
+    class Recording(FakeOpenAI):
+        async def _handle(self, method, path, headers, body, writer):
+            seen.append(headers.get("authorization"))
+            return await super()._handle(method, path, headers, body, writer)
+
+    with Recording(reply=solver_reply(gold["rows"])) as server:
+        models = endpoint(server.url, extra="        api_key_env: MATHFORGE_TEST_KEY\n")
+        result = run("build", sample_recipe(gold["tmp"], gold["path"], models))
+    assert result.returncode == 0, result.stderr
+    assert seen and all(h == "Bearer sk-secret-123" for h in seen)
+    leaked = [p for p in gold["tmp"].rglob("*") if p.is_file() and b"sk-secret-123" in p.read_bytes()]
+    assert leaked == [] and "sk-secret-123" not in result.stdout + result.stderr
+
+
+def corpus_rows(tmp: Path, name: str) -> list[dict]:
+    shards = sorted((tmp / "out" / name / "1.0.0").rglob("*.parquet"))
+    rows = [row for shard in shards for row in pq.read_table(shard).to_pylist()]
+    for row in rows:  # the source names the work directory's samples file, which differs by recipe name
+        row["source"] = row["source"] and row["source"].rsplit("/", 1)[-1]
+    return sorted(rows, key=lambda r: (r["problem_id"], r["method"], r["sample_index"] or -1))
+
+
+def test_ray_executor_gives_the_same_corpus_as_local(gold):
+    """datatrove's RayPipelineExecutor on a local, loopback-only Ray instance; 2 tasks each way."""
+    pytest.importorskip("ray")
+    with FakeOpenAI(reply=solver_reply(gold["rows"])) as server:
+        executor = "executor:\n  type: {kind}\n  tasks: 2\n"
+        for kind in ("local", "ray"):
+            recipe = sample_recipe(gold["tmp"], gold["path"], endpoint(server.url),
+                                   executor=executor.format(kind=kind), name=kind)
+            result = run("build", recipe, timeout=600)
+            assert result.returncode == 0, result.stderr
+    local, ray_rows = corpus_rows(gold["tmp"], "local"), corpus_rows(gold["tmp"], "ray")
+    assert len(local) > 12 and local == ray_rows
+
+
+def test_local_ray_listens_on_loopback_only():
+    """Every listening socket of the Ray processes we start is on 127.0.0.1."""
+    pytest.importorskip("ray")
+    psutil = pytest.importorskip("psutil")
+    code = ("import os, json, psutil, ray\nfrom builders.generate import start_ray\nstart_ray()\n"
+            "ray.get(ray.remote(lambda: 1).remote())\nme = psutil.Process()\n"
+            "procs = [p for p in psutil.process_iter(['cmdline']) if 'ray' in ' '.join(p.info['cmdline'] or [])]\n"
+            "addrs = set()\nfor p in procs + [me]:\n    try:\n"
+            "        addrs |= {c.laddr.ip for c in p.net_connections('inet') if c.status == psutil.CONN_LISTEN}\n"
+            "    except psutil.Error:\n        pass\nprint(json.dumps(sorted(addrs)))\nray.shutdown()\n")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    addresses = json.loads(result.stdout.strip().splitlines()[-1])
+    loopback = {a for a in addresses if a.removeprefix("::ffff:") == "127.0.0.1"}
+    assert addresses and set(addresses) == loopback, addresses
+    del psutil
