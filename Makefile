@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: install quickstart test bench-collect clean
+.PHONY: install quickstart test bench-collect bench-generation clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -17,6 +17,7 @@ install: $(BIN)/.installed
 quickstart: install
 	$(BIN)/mathforge synth --out build/quickstart --problems 200 --models 4 --seeds 10
 	$(BIN)/mathforge build recipes/offline-collect.yaml --overwrite
+	HF_HUB_OFFLINE=1 $(BIN)/mathforge build recipes/offline-tiny.yaml --overwrite
 
 test: install
 	$(BIN)/python -m pytest tests
@@ -24,6 +25,9 @@ test: install
 bench-collect: install
 	$(BIN)/python benchmarks/collect/generate.py
 	$(BIN)/python benchmarks/collect/run.py
+
+bench-generation: install
+	$(BIN)/python benchmarks/generation/run.py
 
 clean:
 	rm -rf build builds $(VENV)

@@ -10,7 +10,7 @@ from builders.corpus import corpus_rows, write_output
 from builders.errors import InputError
 from builders.recipe import CollectStage, Recipe, SampleStage, Source
 from builders.samples import discover
-from builders.sources import Problem, load_hub, load_local
+from builders.sources import Problem, load_hub, load_local, load_synthetic
 from builders.stats import build_stats
 
 
@@ -31,6 +31,8 @@ def load_sources(sources: list[Source]) -> list[Problem]:
     for source in sources:
         if source.path:
             part = load_local(source.path, source.name, source.columns.question, source.columns.answer)
+        elif source.synthetic:
+            part = load_synthetic(source.synthetic.problems, source.synthetic.seed)
         else:
             part = load_hub(source.hub, source.config, source.split, source.revision,
                             source.columns.question, source.columns.answer)

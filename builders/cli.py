@@ -17,6 +17,7 @@ from builders.errors import InputError
 app = typer.Typer(help="Build versioned problem-solving corpora for math language models.", no_args_is_help=True,
                   add_completion=False, pretty_exceptions_enable=False)
 console = Console(stderr=True)
+out_console = Console(width=max(Console().width, 120))  # tables stay readable when stdout is not a terminal
 MULTI_VALUE_OPTIONS = ("--samples",)
 
 
@@ -37,13 +38,13 @@ def _summary(stats: dict, out_dir: Path, seconds: float) -> None:
     rejected = ", ".join(f"{k} {v}" for k, v in stats["rejected"].items())
     table.add_row(str(stats["problems"]), str(stats["samples"]), str(stats["correct"]), str(stats["distinct"]),
                   rejected or "0", f"{stats['samples'] / max(seconds, 1e-9):,.0f}")
-    Console().print(table)
+    out_console.print(table)
     models = Table(title="models in the union")
     for column in ("model", "samples", "correct", "kept", "only solver"):
         models.add_column(column, justify="right")
     for name, row in stats["models"].items():
         models.add_row(name, str(row["samples"]), str(row["correct"]), str(row["kept"]), str(row["only_solver"]))
-    Console().print(models)
+    out_console.print(models)
     if stats["gold_audit"]["count"]:
         console.print(f"gold audit: {stats['gold_audit']['count']} problems where most samples disagree with the gold")
 
@@ -91,23 +92,30 @@ def _plan(recipe, out: Optional[Path]) -> None:
     from builders.generate import plan
     from builders.recipe import SampleStage
 
-    problems = load_sources(recipe.sources)
-    Console().print(f"{recipe.name} {recipe.version}: {len(problems):,} problems from {len(recipe.sources)} source(s)")
+    try:
+        problems = load_sources(recipe.sources)
+        count = f"{len(problems):,}"
+    except InputError as exc:  # e.g. a Hub source while offline: the plan is still worth printing
+        problems, count = [], "N"
+        console.print(f"[yellow]sources not loaded ({exc.render()}); N = number of problems[/yellow]")
+    out_console.print(f"{recipe.name} {recipe.version}: {count} problems from {len(recipe.sources)} source(s)")
     for stage in recipe.stages:
         if isinstance(stage, SampleStage):
-            per = stage.k if stage.quota is None else f"{stage.k}..{stage.quota.max_samples}"
-            total = len(problems) * len(stage.models) * (stage.k if stage.quota is None else stage.quota.max_samples)
-            Console().print(f"sample: {len(problems):,} problems x {len(stage.models)} model(s) x {per} = "
-                            f"{'up to ' if stage.quota else ''}{total:,} requests (T={stage.temperature:g}, "
-                            f"top_p={stage.top_p:g}, max_tokens={stage.max_tokens}); executor {recipe.executor.type}, "
-                            f"{recipe.executor.tasks} task(s)")
+            per = stage.k if stage.quota is None else stage.quota.max_samples
+            total = f"{len(problems) * len(stage.models) * per:,}" if problems else f"{len(stage.models) * per:,} x N"
+            out_console.print(f"sample: {count} problems x {len(stage.models)} model(s) x {per} = "
+                              f"{'up to ' if stage.quota else ''}{total} requests (T={stage.temperature:g}, "
+                              f"top_p={stage.top_p:g}, max_tokens={stage.max_tokens}, seed={stage.seed}); "
+                              f"executor {recipe.executor.type}, {recipe.executor.tasks} task(s)")
             for mp in plan(stage, problems, recipe.work_dir()):
                 where = mp.spec.base_url or mp.spec.model
-                Console().print(f"  {mp.label}: {mp.spec.backend} {where} -> {mp.samples_path}")
+                out_console.print(f"  {mp.label}: {mp.spec.backend} {where} -> "
+                                  f"{mp.samples_path if problems else mp.dir.parent / (mp.label + '-*')}")
         else:
-            Console().print(f"collect: dedup={stage.dedup}, {len(stage.samples)} listed sample input(s)"
-                            f"{' + the sampled models' if any(isinstance(s, SampleStage) for s in recipe.stages) else ''}")
-    Console().print(f"output: {out or recipe.output_dir()}  (work: {recipe.work_dir()})")
+            sampled = any(isinstance(s, SampleStage) for s in recipe.stages)
+            out_console.print(f"collect: dedup={stage.dedup}, {len(stage.samples)} listed sample input(s)"
+                              f"{' + the sampled models' if sampled else ''}")
+    out_console.print(f"output: {out or recipe.output_dir()}  (work: {recipe.work_dir()})")
 
 
 def _passes(passes: list) -> None:
@@ -120,7 +128,7 @@ def _passes(passes: list) -> None:
         table.add_row(p.label, str(p.problems), str(p.requests), str(p.ok), str(p.failed), str(p.retries),
                       str(p.cache_hits), str(p.single_text_problems), f"{p.completion_tokens:,}",
                       rate(p.requests), rate(p.completion_tokens))
-    Console().print(table)
+    out_console.print(table)
     for p in passes:
         if p.failed:
             console.print(f"[yellow]{p.label}: {p.failed} permanent failures {dict(p.errors)} — listed in "
@@ -165,6 +173,20 @@ def synth(out: Path = typer.Option(..., help="Directory for gold.jsonl and model
     for model in range(models):
         synthetic.write_model_dir(rows, out / f"model{model}", model, seeds)
     Console().print(f"wrote {problems} problems and {models} x {seeds} samples each to {out}")
+
+
+@app.command("tiny-model")
+def tiny_model(out: Path = typer.Argument(..., help="Directory for the model and tokenizer."),
+               hidden: int = typer.Option(64, min=8), layers: int = typer.Option(2, min=1),
+               seed: int = typer.Option(0)) -> None:
+    """Build a tiny Llama + BPE tokenizer (trained on synthetic problems) for offline smoke tests."""
+    from builders.tinymodel import build_tiny_model
+
+    try:
+        path = build_tiny_model(out, hidden=hidden, layers=layers, seed=seed)
+    except Exception as exc:
+        _fail(exc)
+    Console().print(f"tiny model written to {path}: {(path / 'mathforge-tiny.json').read_text()}")
 
 
 @app.command()

@@ -24,12 +24,20 @@ class Columns(Strict):
     answer: str | None = None
 
 
+class Synthetic(Strict):
+    """Seeded synthetic GSM8K-style problems (smoke tests, offline runs)."""
+
+    problems: int = Field(ge=1)
+    seed: int = 0
+
+
 class Source(Strict):
-    """A problem source: a local JSONL/Parquet `path`, or a Hub dataset `hub` (+ config, split, revision)."""
+    """A problem source: a local JSONL/Parquet `path`, a Hub dataset `hub` (+ config, split, revision), or `synthetic`."""
 
     name: str | None = None
     path: str | None = None
     hub: str | None = None
+    synthetic: Synthetic | None = None
     config: str | None = None
     split: str = "train"
     revision: str | None = None
@@ -37,8 +45,8 @@ class Source(Strict):
 
     @model_validator(mode="after")
     def one_location(self) -> "Source":
-        if (self.path is None) == (self.hub is None):
-            raise ValueError("give exactly one of `path` or `hub`")
+        if sum(x is not None for x in (self.path, self.hub, self.synthetic)) != 1:
+            raise ValueError("give exactly one of `path`, `hub` or `synthetic`")
         return self
 
 

@@ -91,6 +91,14 @@ def load_hub(repo: str, config: str | None = None, split: str = "train", revisio
     return _problems(rows, list(range(1, len(rows) + 1)), f"hub:{repo}", source_id, question, solution)
 
 
+def load_synthetic(n: int, seed: int = 0) -> list[Problem]:
+    """Seeded synthetic GSM8K-style problems (builders.synthetic): a recipe source that needs no file."""
+    from builders import synthetic
+
+    rows = synthetic.problems(n, seed)
+    return _problems(rows, list(range(1, n + 1)), f"synthetic:{seed}", f"synthetic:{seed}", "question", "answer")
+
+
 def _problems(rows: list[dict], numbers: list[int], file: str, source_id: str,
               question: str | None, solution: str | None) -> list[Problem]:
     if not rows:

@@ -273,3 +273,13 @@ def test_local_ray_listens_on_loopback_only():
     loopback = {a for a in addresses if a.removeprefix("::ffff:") == "127.0.0.1"}
     assert addresses and set(addresses) == loopback, addresses
     del psutil
+
+
+def test_every_shipped_recipe_validates_and_dry_runs_offline(tmp_path):
+    root = Path(__file__).parent.parent
+    for recipe in sorted((root / "recipes").glob("*.yaml")):
+        assert run("validate", recipe).returncode == 0, recipe
+    result = run("build", root / "recipes" / "offline-tiny.yaml", "--dry-run", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "16 problems x 1 model(s) x 4 = 64 requests" in result.stdout
+    assert not any(tmp_path.iterdir())  # a dry run writes nothing and starts nothing
