@@ -436,12 +436,18 @@ def run_sample_stage(stage_index: int, stage: SampleStage, problems: list[Proble
     quiet_datatrove()
     preflight(stage_index, stage, problems, recipe)
     results = []
-    for mp in plan(stage, problems, recipe.work_dir()):
+    for m, mp in enumerate(plan(stage, problems, recipe.work_dir())):
         mp.dir.mkdir(parents=True, exist_ok=True)
         if mp.spec.backend == "local" and not mp.samples_path.exists():
             if mp.spec.build_tiny:
                 ensure_tiny_model(mp.spec.model)
-            with LocalServer(mp.spec.model, mp.dir / "server.log", stage.ready_timeout) as server:
+            server = LocalServer(mp.spec.model, mp.dir / "server.log", stage.ready_timeout)
+            try:
+                server.start()
+            except InputError as exc:  # cite the recipe line of the model that would not start
+                file, line, key = recipe.where("stages", stage_index, "models", m, "model")
+                raise InputError(f"{mp.spec.model}: {exc.message}", file, line, key) from None
+            with server:
                 mp.base_url = server.url
                 result = run_pass(mp, problems, recipe.executor, console)
         else:

@@ -95,7 +95,7 @@ class LocalServer:
             self.process.wait(10)
 
     def __enter__(self) -> "LocalServer":
-        return self.start()
+        return self if self.process is not None else self.start()
 
     def __exit__(self, *exc) -> None:
         self.stop()

@@ -194,7 +194,22 @@ def test_quota_samples_until_enough_correct(gold):
         assert before_last < 5 and (sum(correct) >= 5 or len(rows) == 12)
 
 
-@pytest.mark.parametrize("case", ["missing-model", "unhealthy", "api-key", "template"])
+def test_chat_form_with_system_prompt(gold):
+    with FakeOpenAI(reply=solver_reply(gold["rows"])) as server:
+        stage = "    prompt:\n      chat: true\n      system: 'Solve step by step.'\n"
+        result = run("build", sample_recipe(gold["tmp"], gold["path"], endpoint(server.url), stage=stage))
+        assert result.returncode == 0, result.stderr
+        assert server.counts["POST /v1/chat/completions"] == 48 and server.counts["POST /v1/completions"] == 0
+        messages = server.payloads[0]["messages"]
+    assert messages[0] == {"role": "system", "content": "Solve step by step."}
+    assert messages[1]["role"] == "user" and messages[1]["content"] in {r["question"] for r in gold["rows"]}
+    assert {r["prompt_format"] for r in samples_of(gold["tmp"])} == {"chat"}
+    stats = json.loads((gold["tmp"] / "out" / "gen" / "1.0.0" / "stats.json").read_text())
+    assert stats["distinct"] > 0
+
+
+@pytest.mark.parametrize("case", ["missing-model", "unhealthy", "api-key", "template", "vllm-missing",
+                                  "local-broken"])
 def test_bad_input_fails_before_any_request(gold, case, monkeypatch):
     monkeypatch.delenv("MATHFORGE_TEST_KEY", raising=False)
     with FakeOpenAI(reply=solver_reply(gold["rows"]), healthy=case != "unhealthy") as server:
@@ -205,6 +220,16 @@ def test_bad_input_fails_before_any_request(gold, case, monkeypatch):
             models = endpoint(server.url, extra="        api_key_env: MATHFORGE_TEST_KEY\n")
         elif case == "template":
             stage += "    prompt:\n      template: 'Q: {{ question }} ({{ difficulty }})'\n"
+        elif case == "vllm-missing":
+            pytest.importorskip("builders")  # vLLM is an optional extra, absent here and in CI
+            if __import__("importlib").util.find_spec("vllm"):
+                pytest.skip("vllm is installed")
+            models = "      - backend: vllm\n        model: some/model\n"
+        elif case == "local-broken":  # transformers serve starts, cannot load the model, exits
+            broken = gold["tmp"] / "broken-model"
+            broken.mkdir()
+            (broken / "config.json").write_text('{"model_type": "nonsense"}')
+            models = f"      - backend: local\n        model: {broken}\n" + endpoint(server.url)
         recipe = sample_recipe(gold["tmp"], gold["path"], models, stage=stage)
         result = run("build", recipe)
         posts = sum(v for k, v in server.counts.items() if k.startswith("POST"))
@@ -212,7 +237,8 @@ def test_bad_input_fails_before_any_request(gold, case, monkeypatch):
     assert posts == 0
     message = result.stderr
     expected = {"missing-model": "does not exist", "unhealthy": "did not answer", "api-key": "MATHFORGE_TEST_KEY",
-                "template": "difficulty"}[case]
+                "template": "difficulty", "vllm-missing": "mathforge[vllm]",
+                "local-broken": "healthy"}[case]
     assert expected in message and str(recipe) in message
     assert not (gold["tmp"] / "out").exists()
 
