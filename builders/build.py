@@ -8,6 +8,8 @@ from pathlib import Path
 from builders.collect import collect
 from builders.corpus import corpus_rows, write_output
 from builders.errors import InputError
+from builders.release import lineage, write_release
+from builders.render import check_templates
 from builders.recipe import CollectStage, Recipe, SampleStage, Source
 from builders.samples import discover
 from builders.sources import Problem, load_hub, load_local, load_synthetic
@@ -27,6 +29,12 @@ class BuildResult:
 
 def load_sources(sources: list[Source]) -> list[Problem]:
     """All problems of the recipe's sources, in order (indices renumbered across sources)."""
+    return [p for part in load_sources_split(sources) for p in part]
+
+
+def load_sources_split(sources: list[Source]) -> list[list[Problem]]:
+    """The problems of each source (indices already renumbered across sources)."""
+    parts: list[list[Problem]] = []
     problems: list[Problem] = []
     for source in sources:
         if source.path:
@@ -37,13 +45,15 @@ def load_sources(sources: list[Source]) -> list[Problem]:
             part = load_hub(source.hub, source.config, source.split, source.revision,
                             source.columns.question, source.columns.answer)
         offset = len(problems)
-        problems.extend(Problem(offset + i, p.problem_id, p.question, p.solution) for i, p in enumerate(part))
-    return problems
+        renumbered = [Problem(offset + i, p.problem_id, p.question, p.solution) for i, p in enumerate(part)]
+        problems.extend(renumbered)
+        parts.append(renumbered)
+    return parts
 
 
 def run_collect(problems: list[Problem], sample_paths: list[str], out_dir: str | Path, dedup: str = "paper",
                 include_gold: bool = True, workers: int | None = None, overwrite: bool = False,
-                shard_rows: int = 100_000) -> BuildResult:
+                shard_rows: int = 100_000, release=None) -> BuildResult:
     """Collect samples against gold problems and write the corpus (Parquet shards + stats.json)."""
     out_dir = Path(out_dir)
     if out_dir.exists() and any(out_dir.iterdir()) and not overwrite:
@@ -53,7 +63,8 @@ def run_collect(problems: list[Problem], sample_paths: list[str], out_dir: str |
     results, judge = collect(problems, sources, dedup, workers)
     stats = build_stats(problems, results, judge, sources, include_gold)
     columns = corpus_rows(problems, results, judge, include_gold)
-    shards = write_output(out_dir, columns, stats, overwrite, shard_rows)
+    extra = None if release is None else (lambda staging: release(staging, columns, stats))
+    shards = write_output(out_dir, columns, stats, overwrite, shard_rows, extra)
     return BuildResult(out_dir, shards, stats, time.perf_counter() - started)
 
 
@@ -64,7 +75,9 @@ def run_recipe(recipe: Recipe, out_dir: str | Path | None = None, overwrite: boo
     overwrite = recipe.output.overwrite if overwrite is None else overwrite
     if out_dir.exists() and any(out_dir.iterdir()) and not overwrite:  # checked before any request is sent
         raise InputError("output directory exists and is not empty (use --overwrite)", str(out_dir))
-    problems = load_sources(recipe.sources)
+    check_templates(recipe.publish, recipe.where)
+    by_source = load_sources_split(recipe.sources)
+    problems = [p for part in by_source for p in part]
     sampled: list[str] = []
     passes: list = []
     result = None
@@ -76,7 +89,13 @@ def run_recipe(recipe: Recipe, out_dir: str | Path | None = None, overwrite: boo
             passes.extend(done)
             sampled.extend(str(p.samples_path) for p in done)
         elif isinstance(stage, CollectStage):
+            shard_rows = recipe.output.shard_rows
+
+            def release(staging, columns, stats, stage=stage):
+                lin = lineage(recipe, by_source, passes, stage.samples)
+                write_release(staging, recipe, columns, stats, lin, shard_rows)
+
             result = run_collect(problems, stage.samples + sampled, out_dir, stage.dedup, stage.include_gold,
-                                 workers or stage.workers, overwrite, recipe.output.shard_rows)
+                                 workers or stage.workers, overwrite, shard_rows, release)
             result.passes = passes
     return result

@@ -53,9 +53,23 @@ def _append(columns, problem, reference, solution, final, method, model, index, 
         columns[name].append(value)
 
 
+def write_shards(table: pa.Table, folder: Path, shard_rows: int = SHARD_ROWS) -> list[Path]:
+    """`train-0000i-of-0000N.parquet` shards with deterministic bytes (fixed options, no statistics)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    count = max(1, -(-table.num_rows // shard_rows))
+    paths = []
+    for shard in range(count):
+        path = folder / f"train-{shard:05d}-of-{count:05d}.parquet"
+        pq.write_table(table.slice(shard * shard_rows, shard_rows), path, compression="zstd",
+                       write_statistics=False, store_schema=True)
+        paths.append(path)
+    return paths
+
+
 def write_output(out_dir: str | Path, columns: dict[str, list], stats: dict, overwrite: bool = False,
-                 shard_rows: int = SHARD_ROWS) -> list[Path]:
-    """Write shards + stats.json into a temporary sibling, then move it into place: never a half-written OUT_DIR."""
+                 shard_rows: int = SHARD_ROWS, extra=None) -> list[Path]:
+    """Write shards + stats.json (+ whatever `extra(staging)` adds) into a temporary sibling, then move it into
+    place: never a half-written OUT_DIR."""
     out_dir = Path(out_dir)
     if out_dir.exists() and any(out_dir.iterdir()) and not overwrite:
         raise InputError("output directory exists and is not empty (use --overwrite)", str(out_dir))
@@ -63,14 +77,10 @@ def write_output(out_dir: str | Path, columns: dict[str, list], stats: dict, ove
     staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
     os.chmod(staging, 0o755)
     try:
-        table = pa.table(columns, schema=SCHEMA)
-        count = max(1, -(-table.num_rows // shard_rows))
-        (staging / "data").mkdir()
-        for shard in range(count):
-            part = table.slice(shard * shard_rows, shard_rows)
-            pq.write_table(part, staging / "data" / f"train-{shard:05d}-of-{count:05d}.parquet",
-                           compression="zstd", write_statistics=False, store_schema=True)
+        write_shards(pa.table(columns, schema=SCHEMA), staging / "data", shard_rows)
         (staging / "stats.json").write_text(json.dumps(stats, indent=2, sort_keys=True) + "\n")
+        if extra is not None:
+            extra(staging)
         _replace_dir(staging, out_dir)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)

@@ -144,6 +144,25 @@ class Executor(Strict):
     ray_init: dict | None = None  # default: a local Ray instance on 127.0.0.1 without dashboard
 
 
+class Templates(Strict):
+    """Jinja templates over a corpus row (question, solution, final_answer, method, model, ...) for the configs."""
+
+    prompt: str | None = None      # sft prompt; default: the RFT paper's Alpaca prompt
+    completion: str | None = None  # sft completion; default: " {{ solution }}"
+    text: str | None = None        # cpt text; default: question, blank line, solution
+    system: str | None = None      # optional system message for the `messages` config
+
+
+class Publish(Strict):
+    """Dataset-card metadata and how rows become training text (configs default, cpt, sft, messages)."""
+
+    license: str = "mit"
+    pretty_name: str | None = None
+    tags: list[str] = Field(default_factory=list)
+    methods: list[str] = Field(default_factory=lambda: ["gold", "rft"])  # rows that go into cpt/sft/messages
+    templates: Templates = Templates()
+
+
 class Output(Strict):
     """Where the corpus goes (`{name}` and `{version}` are filled in) and how it is sharded."""
 
@@ -162,6 +181,7 @@ class Recipe(Strict):
     sources: list[Source] = Field(min_length=1)
     stages: list[Stage] = Field(min_length=1)
     executor: Executor = Executor()
+    publish: Publish = Publish()
     output: Output = Output()
     _file: str = PrivateAttr(default="")
     _lines: dict = PrivateAttr(default_factory=dict)

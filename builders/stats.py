@@ -33,6 +33,7 @@ def build_stats(problems, results, judge, sources, include_gold: bool) -> dict:
         "levenshtein_calls": sum(w.levenshtein_calls for w in results),
         "distinct_per_problem": {str(k): v for k, v in sorted(Counter(distinct).items())},
         "pass_at_k": pass_at_k(per_problem),
+        "pass_rate_histogram": pass_rate_histogram(per_problem),
         "models": {m: {"samples": model_samples[m], "correct": model_correct[m], "kept": kept_by_model[m],
                        "only_solver": only_solver[m]} for m in models},
         "gold_audit": gold_audit(problems, per_problem, judge),
@@ -55,6 +56,19 @@ def pass_at_k(per_problem) -> dict[str, float]:
         previous = k
         out[str(k)] = round(solved / len(per_problem), 6)
     return out
+
+
+def pass_rate_histogram(per_problem, bins: int = 10) -> dict[str, int]:
+    """Problems by the fraction of their samples that were correct: ten bins [0, .1), ..., [.9, 1]."""
+    counts = Counter()
+    for r in per_problem:
+        if r.samples == 0:
+            counts["no samples"] += 1
+        else:
+            b = min(int(r.correct / r.samples * bins), bins - 1)
+            counts[f"{b / bins:.1f}-{(b + 1) / bins:.1f}"] += 1
+    labels = [f"{b / bins:.1f}-{(b + 1) / bins:.1f}" for b in range(bins)] + ["no samples"]
+    return {label: counts[label] for label in labels if counts[label] or label != "no samples"}
 
 
 def gold_audit(problems, per_problem, judge) -> dict:

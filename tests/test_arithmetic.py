@@ -57,8 +57,9 @@ def test_python_eval_matches_pythons_own_eval(expr, lead):
 @given(expressions(), st.integers(-10**6, 10**6))
 def test_paper_check_matches_reference_rule(expr, rhs):
     body = f"{expr}={rhs}"
+    lhs, rhs_text = body.split("=")[0], body.split("=")[1]  # the reference splits at the first `=`
     try:
-        expected = abs(float(eval(expr, {"__builtins__": {}})) - float(rhs)) < 1e-3
+        expected = abs(float(eval(lhs, {"__builtins__": {}})) - float(rhs_text)) < 1e-3
     except BaseException:
         expected = False
     assert paper_check(body) is expected

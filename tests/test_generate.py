@@ -262,7 +262,7 @@ def test_api_key_is_sent_and_never_written(gold, monkeypatch):
 
 
 def corpus_rows(tmp: Path, name: str) -> list[dict]:
-    shards = sorted((tmp / "out" / name / "1.0.0").rglob("*.parquet"))
+    shards = sorted((tmp / "out" / name / "1.0.0" / "data").glob("*.parquet"))
     rows = [row for shard in shards for row in pq.read_table(shard).to_pylist()]
     for row in rows:  # the source names the work directory's samples file, which differs by recipe name
         row["source"] = row["source"] and row["source"].rsplit("/", 1)[-1]

@@ -1,0 +1,169 @@
+"""The dataset card: Hub YAML metadata with the configs, lineage, statistics tables and PNG plots."""
+from __future__ import annotations
+
+import statistics
+from pathlib import Path
+
+import yaml
+
+CONFIGS = {"default": "data", "cpt": "cpt", "sft": "sft", "messages": "messages"}
+PLOTS = {"distinct_paths": "Distinct reasoning paths per problem", "pass_at_k": "pass@k against k",
+         "pass_rate": "Problems by pass rate"}
+
+
+def size_category(rows: int) -> str:
+    for bound, label in ((1_000, "n<1K"), (10_000, "1K<n<10K"), (100_000, "10K<n<100K"),
+                         (1_000_000, "100K<n<1M"), (10_000_000, "1M<n<10M")):
+        if rows < bound:
+            return label
+    return "10M<n<100M"
+
+
+def front_matter(recipe, rows: dict[str, int]) -> dict:
+    publish = recipe.publish
+    configs = [{"config_name": name, "data_files": [{"split": "train", "path": f"{folder}/*.parquet"}],
+                **({"default": True} if name == "default" else {})} for name, folder in CONFIGS.items()]
+    return {"license": publish.license, "pretty_name": publish.pretty_name or recipe.name,
+            "language": ["en"], "task_categories": ["text-generation", "question-answering"],
+            "tags": sorted({"math", "mathforge", "synthetic", *publish.tags}),
+            "size_categories": [size_category(rows["default"])], "configs": configs}
+
+
+def write_plots(root: Path, stats: dict) -> list[str]:
+    """Three PNGs under plots/, deterministic bytes (no timestamps, fixed size and DPI)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    (root / "plots").mkdir(exist_ok=True)
+    written = []
+    distinct = {int(k): v for k, v in stats.get("distinct_per_problem", {}).items()}
+    pass_at = {int(k): v for k, v in stats.get("pass_at_k", {}).items()}
+    rates = stats.get("pass_rate_histogram", {})
+    panels = {
+        "distinct_paths": (list(distinct), list(distinct.values()), "bar", "distinct correct paths kept",
+                           "problems"),
+        "pass_at_k": (list(pass_at), list(pass_at.values()), "line", "k (samples, in order)", "pass@k"),
+        "pass_rate": (list(rates), list(rates.values()), "bar", "fraction of samples correct", "problems"),
+    }
+    for name, (xs, ys, kind, xlabel, ylabel) in panels.items():
+        fig, ax = plt.subplots(figsize=(6, 3.5), dpi=100)
+        if kind == "bar":
+            ax.bar([str(x) for x in xs], ys, color="#4C72B0")
+            if len(xs) > 12 or name == "pass_rate":
+                ax.tick_params(axis="x", labelrotation=45 if name == "pass_rate" else 90, labelsize=7)
+        else:
+            ax.plot(xs, ys, marker="o", color="#4C72B0")
+            if xs and max(xs) > 8:
+                ax.set_xscale("log", base=2)
+            ax.set_ylim(0, 1)
+        ax.set_title(PLOTS[name])
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel(ylabel)
+        fig.tight_layout()
+        fig.savefig(root / "plots" / f"{name}.png", metadata={"Software": None})
+        plt.close(fig)
+        written.append(f"plots/{name}.png")
+    return written
+
+
+def length_stats(columns: dict[str, list]) -> dict[str, dict]:
+    by_method: dict[str, list[int]] = {}
+    for method, solution in zip(columns["method"], columns["solution"]):
+        by_method.setdefault(method, []).append(len(solution.split()))
+    out = {}
+    for method, words in sorted(by_method.items()):
+        words.sort()
+        out[method] = {"rows": len(words), "mean_words": round(statistics.fmean(words), 1),
+                       "median_words": statistics.median(words), "p90_words": words[int(0.9 * (len(words) - 1))],
+                       "max_words": words[-1]}
+    return out
+
+
+def _table(header: list[str], rows: list[list]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def render_card(recipe, recipe_yaml: str, stats: dict, columns: dict[str, list], rows: dict[str, int],
+                lineage: dict, fingerprint: str, verifier: str) -> str:
+    meta = yaml.safe_dump(front_matter(recipe, rows), sort_keys=False)
+    tag = f"v{recipe.version}"
+    samples, correct = stats["samples"], stats["correct"]
+    distinct_problems = sum(v for k, v in stats.get("distinct_per_problem", {}).items() if k != "0")
+    by_model: dict[tuple, int] = {}
+    for method, model in zip(columns["method"], columns["model"]):
+        by_model[(method, model or "—")] = by_model.get((method, model or "—"), 0) + 1
+    parts = [
+        f"---\n{meta}---\n",
+        f"# {recipe.publish.pretty_name or recipe.name} {tag}\n",
+        (recipe.description or "A problem-solving corpus built with mathforge.") + "\n",
+        "```python\nfrom datasets import load_dataset\n\n"
+        f'ds = load_dataset("<org>/{recipe.name}", "sft", revision="{tag}", split="train")  '
+        "# or: default, cpt, messages\n```\n",
+        f"Fingerprint `{fingerprint}` · verifier `{verifier}` · every file's sha256 is in `manifest.json` "
+        f"(`mathforge pull <org>/{recipe.name}@{tag}` checks them).\n",
+        "## Configs\n",
+        _table(["config", "rows", "columns"], [
+            ["default", rows["default"], "all columns with provenance (problem_id, method, model, seed, …)"],
+            ["cpt", rows["cpt"], "`text` for continued pre-training"],
+            ["sft", rows["sft"], "`prompt` / `completion`"],
+            ["messages", rows["messages"], "`messages` (chat form)"]]) + "\n",
+        "## How it was built\n",
+        _stages_text(recipe) + "\n",
+        "## Lineage\n",
+        _table(["source", "where", "revision", "problems", "content sha256"],
+               [[s["name"], s["where"], s.get("revision") or "—", s["problems"], s["sha256"][:16]]
+                for s in lineage["sources"]]) + "\n",
+    ]
+    if lineage.get("models"):
+        parts.append(_table(["model", "backend", "model id", "revision", "samples", "samples sha256"],
+                            [[m["name"], m["backend"], m["model_id"], m.get("revision") or "—", m["samples"],
+                              m["sha256"][:16]] for m in lineage["models"]]) + "\n")
+    if lineage.get("sample_inputs"):
+        parts.append(_table(["sample input", "sha256"], [[i["path"], i["sha256"][:16]]
+                                                         for i in lineage["sample_inputs"]]) + "\n")
+    rate = f"{correct / samples:.1%}" if samples else "—"
+    parts += [
+        "## Statistics\n",
+        _table(["problems", "samples", "correct", "pass rate", "distinct RFT paths", "problems with >= 1 path",
+                "mean paths / problem"],
+               [[stats["problems"], samples, correct, rate, stats["distinct"], distinct_problems,
+                 f"{stats['distinct'] / max(stats['problems'], 1):.2f}"]]) + "\n",
+        "Rejected samples by reason: " + (", ".join(f"{k} {v}" for k, v in stats["rejected"].items()) or "none")
+        + ".\n",
+        "### Per model\n",
+        _table(["model", "samples", "correct", "kept", "only solver"],
+               [[name, m["samples"], m["correct"], m["kept"], m["only_solver"]]
+                for name, m in stats["models"].items()] or [["—", 0, 0, 0, 0]]) + "\n",
+        "### Per method and model (rows)\n",
+        _table(["method", "model", "rows"], [[k[0], k[1], v] for k, v in sorted(by_model.items())]) + "\n",
+        "### Solution length (whitespace words)\n",
+        _table(["method", "rows", "mean", "median", "p90", "max"],
+               [[m, s["rows"], s["mean_words"], s["median_words"], s["p90_words"], s["max_words"]]
+                for m, s in length_stats(columns).items()]) + "\n",
+        "### Plots\n",
+        "\n".join(f"![{title}](plots/{name}.png)" for name, title in PLOTS.items()) + "\n",
+        "## Recipe\n",
+        f"```yaml\n{recipe_yaml}```\n",
+        "Built with [mathforge](https://github.com/) — RFT per Yuan et al. 2023 (*Scaling Relationship on "
+        "Learning Mathematical Reasoning with Large Language Models*).\n",
+    ]
+    return "\n".join(parts)
+
+
+def _stages_text(recipe) -> str:
+    lines = []
+    for stage in recipe.stages:
+        if stage.type == "sample":
+            models = ", ".join(f"`{m.label}` ({m.backend})" for m in stage.models)
+            lines.append(f"- **sample**: k={stage.k} per problem per model, temperature {stage.temperature:g}, "
+                         f"top_p {stage.top_p:g}, max_tokens {stage.max_tokens}, seed {stage.seed}"
+                         f"{', chat' if stage.prompt.chat else ''}; models: {models}.")
+        elif stage.type == "collect":
+            lines.append(f"- **collect**: keep samples whose final answer matches the gold and whose calculator "
+                         f"annotations are right; dedup per problem by equation list (`{stage.dedup}` mode, "
+                         f"farthest rule); union across models; gold rows {'included' if stage.include_gold else 'not included'}.")
+    return "\n".join(lines)

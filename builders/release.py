@@ -1,0 +1,58 @@
+"""A versioned build: corpus shards plus training configs, plots, the dataset card and the manifest."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pyarrow as pa
+import yaml
+
+from builders.card import render_card, write_plots
+from builders.corpus import write_shards
+from builders.manifest import fingerprint, file_table, problems_digest, sha256_file, sha256_input, write_manifest
+from builders.render import SCHEMAS, training_views
+
+
+def canonical_recipe(recipe) -> dict:
+    """The recipe as data, defaults filled in, without where the output goes (placement is not content)."""
+    return recipe.model_dump(mode="json", exclude={"output"})
+
+
+def lineage(recipe, problems_by_source: list[list], passes: list, sample_inputs: list[str]) -> dict:
+    """Inputs (content-hashed), sampled models (with their samples' hashes) and other sample inputs."""
+    sources = []
+    for source, problems in zip(recipe.sources, problems_by_source):
+        where = source.path or (f"hub:{source.hub}" + (f":{source.config}" if source.config else "")
+                                + f":{source.split}") if not source.synthetic else \
+            f"synthetic:{source.synthetic.problems}:{source.synthetic.seed}"
+        sources.append({"name": source.name or Path(source.path or source.hub or "synthetic").stem,
+                        "where": where, "revision": source.revision, "problems": len(problems),
+                        "sha256": problems_digest(problems)})
+    models = []
+    for stage in recipe.stages:
+        if stage.type != "sample":
+            continue
+        for spec in stage.models:
+            done = next((p for p in passes if p.label == spec.label), None)
+            if done is not None:
+                models.append({"name": spec.label, "backend": spec.backend, "model_id": spec.model,
+                               "revision": spec.revision, "samples": done.ok,
+                               "sha256": sha256_file(done.samples_path)})
+    inputs = [{"path": str(path), "sha256": sha256_input(path)} for path in sample_inputs]
+    return {"sources": sources, "models": models, "sample_inputs": inputs}
+
+
+def write_release(root: Path, recipe, columns: dict[str, list], stats: dict, lineage_: dict,
+                  shard_rows: int) -> dict:
+    """Add cpt/sft/messages configs, plots, README.md and manifest.json to a staged build directory."""
+    views = training_views(columns, recipe.publish)
+    for name, view in views.items():
+        write_shards(pa.table(view, schema=SCHEMAS[name]), root / name, shard_rows)
+    rows = {"default": len(columns["problem_id"]), **{name: len(v["problem_id"]) for name, v in views.items()}}
+    write_plots(root, stats)
+    canonical = canonical_recipe(recipe)
+    print_ = fingerprint(canonical, lineage_, file_table(root))
+    shown = recipe.model_dump(mode="json", exclude={"output"}, exclude_none=True)
+    recipe_yaml = yaml.safe_dump(shown, sort_keys=False, allow_unicode=True)
+    card = render_card(recipe, recipe_yaml, stats, columns, rows, lineage_, print_, stats["verifier"])
+    (root / "README.md").write_text(card)
+    return write_manifest(root, recipe.name, recipe.version, canonical, lineage_, rows, stats["verifier"], print_)

@@ -1,0 +1,60 @@
+"""Training views of corpus rows: the `cpt` (text), `sft` (prompt/completion) and `messages` configs."""
+from __future__ import annotations
+
+import pyarrow as pa
+
+from builders import prompts
+
+SFT_PROMPT = prompts.ALPACA
+SFT_COMPLETION = " {{ solution }}"
+CPT_TEXT = "{{ question }}\n\n{{ solution }}"
+ROW_FIELDS = ("problem_id", "question", "solution", "final_answer", "reference_answer", "method", "model")
+MESSAGE = pa.struct([("role", pa.string()), ("content", pa.string())])
+SCHEMAS = {
+    "cpt": pa.schema([("text", pa.string()), ("problem_id", pa.string()), ("method", pa.string())]),
+    "sft": pa.schema([("prompt", pa.string()), ("completion", pa.string()), ("problem_id", pa.string()),
+                      ("method", pa.string())]),
+    "messages": pa.schema([("messages", pa.list_(MESSAGE)), ("problem_id", pa.string()), ("method", pa.string())]),
+}
+
+
+def templates_of(publish) -> dict[str, str | None]:
+    t = publish.templates
+    return {"prompt": t.prompt or SFT_PROMPT, "completion": t.completion or SFT_COMPLETION,
+            "text": t.text or CPT_TEXT, "system": t.system}
+
+
+def check_templates(publish, where) -> None:
+    """Each template must compile and use only row fields (checked before a build does any work)."""
+    row = {name: "x" for name in ROW_FIELDS}
+    for name, text in templates_of(publish).items():
+        if text is not None:
+            file, line, key = where("publish", "templates", name)
+            prompts.check_template(text, file, key, row)
+
+
+def training_views(columns: dict[str, list], publish) -> dict[str, dict[str, list]]:
+    """cpt / sft / messages columns for the rows whose method the recipe publishes, in corpus order."""
+    templates = templates_of(publish)
+    keep = set(publish.methods)
+    views = {name: {field: [] for field in schema.names} for name, schema in SCHEMAS.items()}
+    for i in range(len(columns["problem_id"])):
+        if columns["method"][i] not in keep:
+            continue
+        row = {name: columns[name][i] for name in ROW_FIELDS}
+        prompt = prompts.render(templates["prompt"], row)
+        completion = prompts.render(templates["completion"], row)
+        base = {"problem_id": row["problem_id"], "method": row["method"]}
+        _add(views["cpt"], text=prompts.render(templates["text"], row), **base)
+        _add(views["sft"], prompt=prompt, completion=completion, **base)
+        messages = ([{"role": "system", "content": prompts.render(templates["system"], row)}]
+                    if templates["system"] else [])
+        messages += [{"role": "user", "content": row["question"]},
+                     {"role": "assistant", "content": row["solution"]}]
+        _add(views["messages"], messages=messages, **base)
+    return views
+
+
+def _add(view: dict[str, list], **values) -> None:
+    for name, value in values.items():
+        view[name].append(value)
