@@ -175,6 +175,100 @@ def synth(out: Path = typer.Option(..., help="Directory for gold.jsonl and model
     Console().print(f"wrote {problems} problems and {models} x {seeds} samples each to {out}")
 
 
+@app.command()
+def push(build: Path = typer.Argument(..., help="A build directory (with manifest.json)."),
+         repo: str = typer.Option(..., help="Hub dataset repo, org/name (created if missing)."),
+         private: bool = typer.Option(False, "--private", help="Create the repo private.")) -> None:
+    """Upload a build in one commit and tag it v<version> (same fingerprint: no-op; other content: refused)."""
+    from builders.hub import push as push_build
+
+    try:
+        result = push_build(build, repo, private)
+    except Exception as exc:
+        _fail(_hub_error(exc))
+    if result.unchanged:
+        out_console.print(f"{repo}@{result.tag} already holds this build (fingerprint {result.fingerprint[:16]}): "
+                          "nothing to do")
+    else:
+        out_console.print(f"pushed {build} to {repo}@{result.tag} (commit {result.commit[:12]}, "
+                          f"fingerprint {result.fingerprint[:16]})")
+
+
+@app.command()
+def pull(ref: str = typer.Argument(..., help="org/name@v1.2.0 (or org/name for main), or a build directory."),
+         out: Optional[Path] = typer.Option(None, help="Where to put it (default: the mathforge cache).")) -> None:
+    """Download a version and check every file's sha256 against its manifest (a local build is checked in place)."""
+    from builders.hub import resolve
+    from builders.manifest import read_manifest
+
+    try:
+        path = resolve(ref, out)
+        manifest = read_manifest(path)
+    except Exception as exc:
+        _fail(_hub_error(exc))
+    out_console.print(f"{ref}: {manifest['name']} {manifest['version']}, fingerprint {manifest['fingerprint'][:16]}, "
+                      f"{len(manifest['files'])} files verified -> {path}")
+
+
+@app.command()
+def diff(a: str = typer.Argument(..., help="Build directory or org/name@version."),
+         b: str = typer.Argument(..., help="Build directory or org/name@version."),
+         as_json: bool = typer.Option(False, "--json", help="Print JSON instead of tables.")) -> None:
+    """Problems added/removed, solutions added/removed per method and model, stats deltas."""
+    import json as json_
+
+    from builders.diff import diff_builds
+    from builders.hub import resolve
+
+    try:
+        report = diff_builds(resolve(a), resolve(b))
+    except Exception as exc:
+        _fail(_hub_error(exc))
+    if as_json:
+        print(json_.dumps(report, indent=1))
+        return
+    out_console.print(f"A = {report['a']['name']} {report['a']['version']} ({report['a']['fingerprint'][:12]})   "
+                      f"B = {report['b']['name']} {report['b']['version']} ({report['b']['fingerprint'][:12]})")
+    out_console.print(f"problems: +{report['problems_added']} -{report['problems_removed']} "
+                      f"({report['problems_common']} in both)")
+    table = Table(title="solutions")
+    for column in ("method", "model", "added", "removed"):
+        table.add_column(column, justify="right")
+    for row in report["solutions"]:
+        table.add_row(row["method"], row["model"] or "—", f"+{row['added']}", f"-{row['removed']}")
+    out_console.print(table)
+    stats = Table(title="stats")
+    for column in ("stat", "A", "B", "delta"):
+        stats.add_column(column, justify="right")
+    for key, row in report["stats"].items():
+        stats.add_row(key, str(row["a"]), str(row["b"]), f"{row['delta']:+}")
+    out_console.print(stats)
+
+
+@app.command("list")
+def list_builds(root: Path = typer.Option(Path("builds"), help="Where builds live (<name>/<version>/).")) -> None:
+    """Local builds: name, version, fingerprint, rows, where they were pushed."""
+    from builders.hub import local_builds
+
+    table = Table(title=f"builds under {root}")
+    for column in ("name", "version", "fingerprint", "rows", "pushed to", "path"):
+        table.add_column(column)
+    for row in local_builds(root):
+        table.add_row(row["name"], row["version"], row["fingerprint"][:16], str(row["rows"]),
+                      ", ".join(row["pushed"]) or "—", row["path"])
+    out_console.print(table)
+
+
+def _hub_error(exc: BaseException) -> BaseException:
+    """Hub client errors, without request headers (tokens) and with a one-line reason."""
+    from builders.errors import InputError as Bad
+
+    name = type(exc).__name__
+    if name in ("RepositoryNotFoundError", "RevisionNotFoundError", "EntryNotFoundError", "GatedRepoError"):
+        return Bad(str(exc).splitlines()[0])
+    return exc
+
+
 @app.command("tiny-model")
 def tiny_model(out: Path = typer.Argument(..., help="Directory for the model and tokenizer."),
                hidden: int = typer.Option(64, min=8), layers: int = typer.Option(2, min=1),
