@@ -10,6 +10,20 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))
 
 from builders import synthetic  # noqa: E402
+from builders.fake_openai import FakeOpenAI, solver_reply  # noqa: E402
+
+CLI = [sys.executable, "-c", "from builders.cli import main; main()"]
+
+
+def run(*args, cwd=None, env=None, timeout=300):
+    """The mathforge CLI in a subprocess, as a user runs it (wide terminal so tables are not truncated)."""
+    import subprocess
+
+    env = {**os.environ, "COLUMNS": "200", **(env or {})}
+    return subprocess.run([*CLI, *map(str, args)], capture_output=True, text=True, timeout=timeout, cwd=cwd,
+                          env=env)
+
+
 
 
 @pytest.fixture
@@ -31,3 +45,49 @@ def _offline(monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
     os.environ.setdefault("PYTHONHASHSEED", "0")
+
+
+RECIPE = """name: {name}
+version: {version}
+description: Synthetic RFT corpus for tests.
+sources:
+  - name: synth
+    path: {gold}
+stages:
+  - type: sample
+    k: {k}
+    max_tokens: 64
+    concurrency: 8
+    models:
+      - name: solver
+        backend: endpoint
+        model: fake-model
+        base_url: {url}
+  - type: collect
+publish:
+  license: mit
+  tags: [gsm8k-style]
+{publish}output:
+  dir: {tmp}/builds/{{name}}/{{version}}
+  work_dir: {tmp}/work/{{name}}/{{version}}
+"""
+
+
+@pytest.fixture
+def corpus(tmp_path):
+    """Build recipes sampling a scripted solver endpoint: build(version, k, name, publish, extra) -> (result, dir)."""
+    rows = synthetic.problems(10, seed=11)
+    synthetic.write_gold(rows, tmp_path / "gold.jsonl")
+    server = FakeOpenAI(reply=solver_reply(rows)).start()
+
+    def build(version="1.0.0", k=4, name="synth-rft", publish="", extra=()):
+        recipe = tmp_path / f"{name}-{version}-{k}.yaml"
+        recipe.write_text(RECIPE.format(name=name, version=version, gold=tmp_path / "gold.jsonl", k=k,
+                                        url=server.url, tmp=tmp_path, publish=publish))
+        result = run("build", recipe, *extra)
+        return result, tmp_path / "builds" / name / version
+
+    yield {"build": build, "tmp": tmp_path, "rows": rows, "server": server}
+    server.stop()
+
+

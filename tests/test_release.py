@@ -2,68 +2,13 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
 from markdown_it import MarkdownIt
 
-from builders import synthetic
-from builders.fake_openai import FakeOpenAI, solver_reply
-
-CLI = [sys.executable, "-c", "from builders.cli import main; main()"]
-
-
-def run(*args, cwd=None, env=None):
-    env = {**os.environ, "COLUMNS": "200", **(env or {})}
-    return subprocess.run([*CLI, *map(str, args)], capture_output=True, text=True, timeout=300, cwd=cwd, env=env)
-
-
-RECIPE = """name: {name}
-version: {version}
-description: Synthetic RFT corpus for tests.
-sources:
-  - name: synth
-    path: {gold}
-stages:
-  - type: sample
-    k: {k}
-    max_tokens: 64
-    concurrency: 8
-    models:
-      - name: solver
-        backend: endpoint
-        model: fake-model
-        base_url: {url}
-  - type: collect
-publish:
-  license: mit
-  tags: [gsm8k-style]
-{publish}output:
-  dir: {tmp}/builds/{{name}}/{{version}}
-  work_dir: {tmp}/work/{{name}}/{{version}}
-"""
-
-
-@pytest.fixture
-def corpus(tmp_path):
-    rows = synthetic.problems(10, seed=11)
-    synthetic.write_gold(rows, tmp_path / "gold.jsonl")
-    server = FakeOpenAI(reply=solver_reply(rows)).start()
-
-    def build(version="1.0.0", k=4, name="synth-rft", publish="", extra=()):
-        recipe = tmp_path / f"{name}-{version}-{k}.yaml"
-        recipe.write_text(RECIPE.format(name=name, version=version, gold=tmp_path / "gold.jsonl", k=k,
-                                        url=server.url, tmp=tmp_path, publish=publish))
-        result = run("build", recipe, *extra)
-        return result, tmp_path / "builds" / name / version
-
-    yield {"build": build, "tmp": tmp_path, "rows": rows, "server": server}
-    server.stop()
-
+from conftest import run
 
 def files_of(root: Path) -> dict[str, bytes]:
     return {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
