@@ -60,6 +60,12 @@ def test_push_pull_by_version_and_train_from_the_hub(corpus, hub, tmp_path):
     assert run("pull", f"{REPO}@1.1.0", "--out", tmp_path / "v11", env=env).returncode == 0  # bare version = tag
     assert rows(tmp_path / "v11") == rows(v11)
 
+    diff = run("diff", f"{REPO}@v1.0.0", f"{REPO}@v1.1.0", "--json", env=env)
+    assert diff.returncode == 0, diff.stderr
+    assert json.loads(diff.stdout)["stats"]["samples"]["delta"] == 10 * (4 - 2)
+    listing = run("list", "--root", tmp_path / "builds")
+    assert f"{REPO}@v1.0.0" in listing.stdout and f"{REPO}@v1.1.0" in listing.stdout
+
     missing = run("pull", f"{REPO}@v9.9.9", "--out", tmp_path / "nope", env=env)
     assert missing.returncode == 2 and "does not exist" in missing.stderr
 
