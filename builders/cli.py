@@ -269,6 +269,19 @@ def _hub_error(exc: BaseException) -> BaseException:
     return exc
 
 
+@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+def train(ctx: typer.Context, kind: str = typer.Argument(..., help="cpt (continued pre-training) or sft."),
+          config: Path = typer.Argument(..., help="TRL-format YAML (SFTConfig/ModelConfig/ScriptArguments keys) "
+                                                  "+ mathforge keys (preset, mix_dataset, mix_ratio, ...)."))\
+        -> None:
+    """Train on a built corpus with TRL's SFTTrainer; extra `--key value` pairs override the YAML."""
+    from trainers.cli import entry
+
+    if kind not in ("cpt", "sft"):
+        _fail(InputError(f"unknown training kind {kind!r}: use cpt or sft"))
+    entry(kind, [str(config), *ctx.args])
+
+
 @app.command("tiny-model")
 def tiny_model(out: Path = typer.Argument(..., help="Directory for the model and tokenizer."),
                hidden: int = typer.Option(64, min=8), layers: int = typer.Option(2, min=1),

@@ -62,7 +62,8 @@ def resolve(text: str, out: str | Path | None = None) -> Path:
 def pull(ref: DatasetRef, target: Path) -> Path:
     """Download one revision into `target` (staged, then moved into place) and check every sha256."""
     from huggingface_hub import snapshot_download
-    from huggingface_hub.errors import RepositoryNotFoundError, RevisionNotFoundError
+    from huggingface_hub.errors import (LocalEntryNotFoundError, OfflineModeIsEnabled, RepositoryNotFoundError,
+                                        RevisionNotFoundError)
 
     if target.exists() and any(target.iterdir()) and not (target / "manifest.json").exists():
         raise InputError("exists, is not empty and is not a build: refusing to overwrite", str(target))
@@ -75,6 +76,9 @@ def pull(ref: DatasetRef, target: Path) -> Path:
             raise InputError(f"revision {ref.revision!r} does not exist in {ref.repo}", ref.text) from None
         except RepositoryNotFoundError:
             raise InputError("dataset repo not found (or not visible with your token)", ref.text) from None
+        except (OfflineModeIsEnabled, LocalEntryNotFoundError) as exc:
+            raise InputError(f"cannot reach the Hub to resolve it and it is not cached ({type(exc).__name__})",
+                             ref.text) from None
         shutil.rmtree(staging / ".cache", ignore_errors=True)  # huggingface_hub's local_dir metadata
         verify(staging)
         if target.exists():

@@ -40,6 +40,14 @@ def screl(tmp_path: Path) -> dict:
     return {"rows": rows, "gold": str(gold), "models": models, "tmp": tmp_path}
 
 
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory) -> Path:
+    """A tiny Llama (random weights) + BPE tokenizer trained on synthetic problems, built once per session."""
+    from builders.tinymodel import build_tiny_model
+
+    return build_tiny_model(tmp_path_factory.mktemp("tiny") / "model")
+
+
 @pytest.fixture(autouse=True)
 def _offline(monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")

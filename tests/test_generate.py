@@ -27,13 +27,6 @@ def run(*args, timeout=300, **kwargs):
                           **kwargs)
 
 
-@pytest.fixture(scope="session")
-def tiny_model(tmp_path_factory) -> Path:
-    from builders.tinymodel import build_tiny_model
-
-    return build_tiny_model(tmp_path_factory.mktemp("tiny") / "model")
-
-
 @pytest.fixture
 def gold(tmp_path) -> dict:
     rows = synthetic.problems(12, seed=3)

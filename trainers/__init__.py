@@ -1,1 +1,1 @@
-"""Thin TRL trainers for continued pre-training and SFT on built corpora (see the trainer issue)."""
+"""Thin TRL trainers for mathforge corpora: continued pre-training (cpt) and SFT."""

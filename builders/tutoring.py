@@ -1,0 +1,304 @@
+"""Tutorship amplification, pure parts: numbered steps, the teacher's prompt, parsing its reply, composing the amplified solution."""
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+
+from eval.answers import gsm8k_extract
+
+MAX_CHARS = 100_000       # a reply is read up to this many characters; the rest is ignored
+MAX_JSON_STARTS = 4096    # at most this many `{` positions are tried as the start of a JSON object
+
+# Rejection reasons: short, stable strings (counted in build stats and asserted in tests).
+EMPTY, TRUNCATED, REFUSAL, MALFORMED = "empty", "truncated", "refusal", "malformed"
+BAD_VERDICT, STEP_OUT_OF_RANGE = "bad verdict", "step out of range"
+MISSING_CORRECTION, CORRECTION_WITHOUT_ANSWER = "missing correction", "correction without answer"
+REASONS = (EMPTY, TRUNCATED, REFUSAL, MALFORMED, BAD_VERDICT, STEP_OUT_OF_RANGE, MISSING_CORRECTION,
+           CORRECTION_WITHOUT_ANSWER)
+
+CORRECT, WRONG = "correct", "wrong"
+_VERDICTS = {"correct": CORRECT, "right": CORRECT, "wrong": WRONG, "incorrect": WRONG}
+
+TEACHER_PROMPT = """You are an experienced math teacher. Review a student's solution to a math problem.
+
+Problem:
+{{ question }}
+
+Student's solution ({{ n_steps }} numbered steps):
+{{ steps }}
+
+Check every step in order: the reasoning, every calculation and the final answer.
+- If the whole solution is correct, the verdict is "correct" and first_wrong_step, explanation and correction are null.
+- Otherwise the verdict is "wrong":
+  - first_wrong_step is the number (1 to {{ n_steps }}) of the FIRST step that contains an error;
+  - explanation says in one or two sentences why that step is wrong;
+  - correction is a corrected continuation that REPLACES that step and every step after it. The student's \
+steps before it are kept as they are, so do not repeat them. Write the continuation as plain lines without \
+"Step" numbers, and end it with a final line "#### <number>" that gives the final numeric answer.
+
+Reply ONLY with a JSON object, no other text:
+{"verdict": "correct" or "wrong", "first_wrong_step": integer or null, "explanation": string or null, \
+"correction": string or null}
+"""
+
+TEACHER_SCHEMA: dict = {
+    "type": "object",
+    "properties": {
+        "verdict": {"type": "string", "enum": [CORRECT, WRONG]},
+        "first_wrong_step": {"type": ["integer", "null"]},
+        "explanation": {"type": ["string", "null"]},
+        "correction": {"type": ["string", "null"]},
+    },
+    "required": ["verdict", "first_wrong_step", "explanation", "correction"],
+    "additionalProperties": False,
+}
+
+
+@dataclass(frozen=True)
+class TeacherReply:
+    verdict: str                    # "correct" or "wrong"
+    first_wrong_step: int | None    # 1-based; None when correct
+    correction: str | None          # replaces the faulty step and everything after it; None when correct
+    explanation: str | None = None  # why the step is wrong, when the teacher said so
+
+
+@dataclass(frozen=True)
+class Rejected:
+    reason: str
+
+
+def response_format(schema: dict, name: str) -> dict:
+    """An OpenAI `response_format` (structured outputs; vLLM accepts it too) for a JSON schema."""
+    return {"type": "json_schema", "json_schema": {"name": name, "schema": schema, "strict": True}}
+
+
+# ---------------------------------------------------------------------------------------------- steps
+
+_STEP_LABEL_RE = re.compile(r"(?im)^[ \t]*\**step[ \t]*\d{1,9}[ \t]*\**[ \t]*(?::|[.)](?=\s))[ \t]*\**[ \t]*")
+
+
+def split_steps(solution: str) -> list[str]:
+    """A solution's steps: its non-empty lines, stripped; a final `#### n` answer becomes its own last step."""
+    if not isinstance(solution, str):
+        return []
+    steps = [line.strip() for line in solution.splitlines()]
+    steps = [line for line in steps if line]
+    if steps:
+        last = steps[-1]
+        cut = last.rfind("####")
+        if cut > 0 and last[:cut].strip():
+            steps[-1:] = [last[:cut].strip(), last[cut:].strip()]
+    return steps
+
+
+def numbered(steps: list[str]) -> str:
+    """`Step 1: ...` lines, one per step."""
+    return "\n".join(f"Step {i}: {step}" for i, step in enumerate(steps, 1))
+
+
+def prompt_fields(question: str, steps: list[str]) -> dict:
+    """The fields TEACHER_PROMPT is rendered with (builders.prompts.render)."""
+    return {"question": question, "steps": numbered(steps), "n_steps": len(steps)}
+
+
+# ------------------------------------------------------------------------------------ shared parsing
+
+_REFUSAL_RE = re.compile(
+    r"\bI\s*(?:can\s*not|cannot|can['’]?t|won['’]?t|am\s+(?:not\s+able|unable)"
+    r"|['’]?m\s+(?:not\s+able|unable|sorry))"
+    r"|\bas\s+an\s+AI\b|\bI\s+apologi[sz]e\b|\bsorry,?\s+(?:but\s+)?I\b", re.IGNORECASE)
+_FENCE_RE = re.compile(r"^\s*```[\w-]*[ \t]*\n?(.*?)\n?[ \t]*```\s*$", re.DOTALL)
+_NULLS = {"", "null", "none", "n/a", "na", "-", "nil"}
+
+
+_JSON_LIKE_RE = re.compile(r"\{\s*[\"'][\w -]{1,40}[\"']\s*:")
+
+
+def looks_like_json(text: str) -> bool:
+    """Whether the text tries to hold a JSON object (`{"key":`); if none parsed, it is malformed, not prose."""
+    return bool(_JSON_LIKE_RE.search(text))
+
+
+def is_refusal(text: str) -> bool:
+    return bool(_REFUSAL_RE.search(text))
+
+
+def unfence(text: str) -> str:
+    """The text inside a single ``` fence that wraps the whole text; otherwise the text, stripped."""
+    match = _FENCE_RE.match(text)
+    return (match.group(1) if match else text).strip()
+
+
+def find_json_object(text: str, keys: tuple[str, ...]) -> dict | None:
+    """The first `{...}` in the text that json.loads as an object holding any of `keys` (nested ones count)."""
+    decoder = json.JSONDecoder()
+    pos = text.find("{")
+    for _ in range(MAX_JSON_STARTS):
+        if pos < 0:
+            break
+        try:
+            value, _end = decoder.raw_decode(text, pos)
+        except (ValueError, RecursionError):
+            value = None
+        if isinstance(value, dict) and any(key in value for key in keys):
+            return value
+        pos = text.find("{", pos + 1)
+    return None
+
+
+def check_text(text: object, finish_reason: str | None) -> str | Rejected:
+    """The reply text to parse, capped at MAX_CHARS; Rejected when truncated or empty."""
+    if finish_reason == "length":
+        return Rejected(TRUNCATED)
+    if not isinstance(text, str) or not text.strip():
+        return Rejected(EMPTY)
+    return text[:MAX_CHARS]
+
+
+def as_text(value: object) -> str | None:
+    """A JSON field as stripped text (a list of lines is joined); None for null, empty or 'none'."""
+    if isinstance(value, list) and all(isinstance(item, str) for item in value):
+        value = "\n".join(value)
+    if not isinstance(value, str):
+        return None
+    value = unfence(value)
+    return None if value.lower() in _NULLS else value
+
+
+# --------------------------------------------------------------------------------------- the teacher
+
+_VERDICT_RE = re.compile(r"\bverdict\b\W{0,8}?(?:is\W{1,4})?\b(correct|wrong|incorrect|right)\b", re.IGNORECASE)
+_STEP_RES = (
+    re.compile(r"\bfirst[\s_-]*(?:wrong|incorrect|faulty|erroneous|bad)?[\s_-]*step\b\W{0,8}?(?:step\W{0,3})?"
+               r"(\d{1,9}|null|none)\b", re.IGNORECASE),
+    re.compile(r"\bstep\s*#?\s*(\d{1,9})\s+(?:is|was)\s+(?:wrong|incorrect|faulty|erroneous|where)", re.IGNORECASE),
+    re.compile(r"\b(?:error|mistake)\s+(?:is\s+|occurs\s+|appears\s+|was\s+made\s+)?in\s+step\s*#?\s*(\d{1,9})\b",
+               re.IGNORECASE),
+)
+_CORRECTION_RE = re.compile(
+    r"(?im)^[ \t>#*_-]*correct(?:ion|ed[ \t]+(?:solution|continuation))[ \t*_\"']*[:=][ \t*_]*")
+_EXPLANATION_RE = re.compile(r"(?im)^[ \t>#*_-]*(?:explanation|reason|why)[ \t*_\"']*[:=][ \t*_]*")
+_LABEL_LINE_RE = re.compile(r"(?im)^[ \t>#*_-]*(?:verdict|first[\s_-]*(?:wrong|incorrect|faulty|erroneous|bad)?"
+                            r"[\s_-]*step)\b")
+
+
+def parse_teacher_reply(text: str | None, n_steps: int, finish_reason: str | None = None) -> TeacherReply | Rejected:
+    """The teacher's reply as a TeacherReply, or Rejected(reason); never raises.
+
+    Reads a JSON object (bare, fenced or with prose around it) or a labelled text reply
+    ("Verdict: wrong / First wrong step: 2 / Correction: ..."), then validates it against the student's steps."""
+    try:
+        return _parse_teacher(text, n_steps, finish_reason)
+    except Exception:  # noqa: BLE001 - hostile model output must never crash a build
+        return Rejected(MALFORMED)
+
+
+def _parse_teacher(text: object, n_steps: int, finish_reason: str | None) -> TeacherReply | Rejected:
+    text = check_text(text, finish_reason)
+    if isinstance(text, Rejected):
+        return text
+    obj = find_json_object(text, tuple(TEACHER_SCHEMA["properties"]))
+    if obj is not None:
+        fields = (obj.get("verdict"), _as_step(obj.get("first_wrong_step")), as_text(obj.get("correction")),
+                  as_text(obj.get("explanation")))
+    elif looks_like_json(text):
+        return Rejected(MALFORMED)
+    else:
+        fields = _teacher_text_fields(text)
+        if fields is None:
+            return Rejected(REFUSAL if is_refusal(text) else MALFORMED)
+    return _validate(*fields, n_steps=n_steps)
+
+
+def _as_step(value: object) -> int | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, str):
+        match = re.fullmatch(r"\s*(?:step\s*)?#?\s*(\d{1,9})\s*", value, re.IGNORECASE)
+        return int(match.group(1)) if match else None
+    return None
+
+
+def _teacher_text_fields(text: str) -> tuple | None:
+    """(verdict, step, correction, explanation) from a labelled text reply; None when it has no verdict."""
+    label = _CORRECTION_RE.search(text)
+    head = text[: label.start()] if label else text
+    correction = as_text(text[label.end():]) if label else None
+    verdict_match = _VERDICT_RE.search(head)
+    step = None
+    for pattern in _STEP_RES:
+        match = pattern.search(head)
+        if match:
+            step = _as_step(match.group(1))
+            break
+    if verdict_match:
+        verdict = verdict_match.group(1)
+    elif step is not None:
+        verdict = WRONG  # "Step 2 is wrong." with no verdict label
+    else:
+        return None
+    explanation = _explanation(head)
+    return verdict, step, correction, explanation
+
+
+def _explanation(head: str) -> str | None:
+    """The text after an `Explanation:` label, up to the next labelled line."""
+    why = _EXPLANATION_RE.search(head)
+    if not why:
+        return None
+    rest = head[why.end():]
+    stop = _LABEL_LINE_RE.search(rest)
+    return as_text(rest[: stop.start()] if stop else rest)
+
+
+def _validate(verdict: object, step: int | None, correction: str | None, explanation: str | None,
+              n_steps: int) -> TeacherReply | Rejected:
+    verdict = _VERDICTS.get(verdict.strip().strip(".!\"'*").lower()) if isinstance(verdict, str) else None
+    if verdict is None:
+        return Rejected(BAD_VERDICT)
+    if verdict == CORRECT:
+        return TeacherReply(CORRECT, None, None)
+    if step is None or not 1 <= step <= n_steps:
+        return Rejected(STEP_OUT_OF_RANGE)
+    if correction is None:
+        return Rejected(MISSING_CORRECTION)
+    if gsm8k_extract(correction) is None:
+        return Rejected(CORRECTION_WITHOUT_ANSWER)
+    return TeacherReply(WRONG, step, correction, explanation)
+
+
+# -------------------------------------------------------------------------------- the amplified text
+
+def compose(steps: list[str], reply: TeacherReply) -> str:
+    """The amplified solution: the student's steps before the faulty one, verbatim, then the teacher's correction
+    (stripped, with any `Step N:` labels it copied from the prompt removed). A correct verdict keeps the steps."""
+    if reply.verdict == CORRECT:
+        return "\n".join(steps)
+    step = reply.first_wrong_step
+    if step is None or not 1 <= step <= len(steps):
+        raise ValueError(f"first_wrong_step {step} is outside the student's steps 1..{len(steps)}")
+    if not reply.correction or not reply.correction.strip():
+        raise ValueError("a 'wrong' verdict needs a correction")
+    correction = _STEP_LABEL_RE.sub("", reply.correction.strip()).strip()
+    return "\n".join([*steps[: step - 1], correction])
+
+
+def exchange_text(question: str, steps: list[str], reply: TeacherReply, amplified: str) -> str:
+    """The tutoring exchange as continued-pretraining text: problem, attempt, review, corrected solution."""
+    parts = [f"Problem:\n{question.strip()}", f"Student's attempt:\n{numbered(steps)}"]
+    if reply.verdict == CORRECT:
+        parts += ["Teacher's review:\nThe solution is correct.", f"Solution:\n{amplified.strip()}"]
+        return "\n\n".join(parts) + "\n"
+    step = reply.first_wrong_step or 0
+    review = f"Step {step} is wrong" + (f": {steps[step - 1]}" if 1 <= step <= len(steps) else ".")
+    if reply.explanation:
+        review += f"\nWhy: {reply.explanation.strip()}"
+    kept = {0: "", 1: "", 2: "Step 1 is kept; "}.get(step, f"Steps 1 to {step - 1} are kept; ")
+    review += f"\n{kept}the solution is corrected from step {step} on."
+    parts += [f"Teacher's review:\n{review}", f"Corrected solution:\n{amplified.strip()}"]
+    return "\n\n".join(parts) + "\n"

@@ -1,0 +1,130 @@
+"""`mathforge train cpt|sft CONFIG.yaml`: a short top-down main over TRL's configs and SFTTrainer."""
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from trainers.config import parse
+from trainers.data import load_config, load_general, mix_by_tokens, resolve_config
+
+
+@dataclass
+class Plan:
+    """Everything a run needs, checked before any model is loaded."""
+
+    kind: str
+    config_path: Path
+    margs: object
+    script: object
+    training: object
+    model_args: object
+    dataset_dir: Path
+    manifest: dict
+    files: list[str]
+    notes: list[str] = field(default_factory=list)
+
+
+def on_cpu() -> bool:
+    import torch
+
+    return not torch.cuda.is_available()
+
+
+def prepare(kind: str, config_path: str | Path, overrides: list[str] | None = None) -> Plan:
+    """Parse TRL's YAML + mathforge keys, resolve the dataset and its config. Raises InputError (exit 2)."""
+    config_path = Path(config_path)
+    margs, script, training, model_args = parse(kind, config_path, overrides, on_cpu())
+    root, manifest, files = resolve_config(script.dataset_name, script.dataset_config)
+    if margs.mix_dataset:
+        load_general(margs.mix_dataset, margs.mix_config)  # resolves (and fails) before the model loads
+    return Plan(kind, config_path, margs, script, training, model_args, root, manifest, files)
+
+
+def build_trainer(plan: Plan):
+    """Tokenizer, model, dataset (mixed for CPT if asked) and TRL's SFTTrainer."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from trl import SFTTrainer
+
+    args, model_args = plan.training, plan.model_args
+    args.include_num_input_tokens_seen = "non_padding"
+    tokenizer = AutoTokenizer.from_pretrained(model_args.model_name_or_path, revision=model_args.model_revision)
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    dataset = load_config(plan.files)
+    if plan.kind == "cpt":
+        dataset = dataset.select_columns(["text"])
+        if plan.margs.mix_dataset:
+            general = load_general(plan.margs.mix_dataset, plan.margs.mix_config)
+            count = lambda text: len(tokenizer(text, add_special_tokens=False)["input_ids"])  # noqa: E731
+            dataset, report = mix_by_tokens(dataset, general, plan.margs.mix_ratio, count, plan.margs.mix_seed)
+            plan.notes.append(f"mix: {json.dumps(report)}")
+    else:
+        keep = [c for c in ("prompt", "completion", "messages") if c in dataset.column_names]
+        dataset = dataset.select_columns(keep)
+    model = AutoModelForCausalLM.from_pretrained(model_args.model_name_or_path, revision=model_args.model_revision,
+                                                 dtype=model_args.dtype or "auto")
+    return SFTTrainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer)
+
+
+def packing_efficiency(trainer) -> float | None:
+    """Non-padding fraction of the training sequences as packed (None when not packing)."""
+    if not trainer.args.packing:
+        return None
+    lengths = [len(ids) for ids in trainer.train_dataset["input_ids"]]
+    return sum(lengths) / (len(lengths) * trainer.args.max_length) if lengths else None
+
+
+def train(plan: Plan) -> dict:
+    """Train (resuming from the last checkpoint if asked), save model + tokenizer + card, return the summary."""
+    from transformers.trainer_utils import get_last_checkpoint
+
+    trainer = build_trainer(plan)
+    resume = plan.training.resume_from_checkpoint
+    if resume in (True, "True", "true", "last"):
+        resume = get_last_checkpoint(plan.training.output_dir)
+    started = time.perf_counter()
+    result = trainer.train(resume_from_checkpoint=resume or None)
+    seconds = time.perf_counter() - started
+    trainer.save_model(plan.training.output_dir)
+    trainer.processing_class.save_pretrained(plan.training.output_dir)
+    summary = summarize(plan, trainer, result, seconds, resume)
+    write_card(plan, summary)
+    if plan.training.push_to_hub:
+        trainer.push_to_hub(commit_message=f"mathforge {plan.kind} on {plan.script.dataset_name}")
+    return summary
+
+
+def summarize(plan: Plan, trainer, result, seconds: float, resumed) -> dict:
+    state = trainer.state
+    tokens = int(state.num_input_tokens_seen or 0)
+    losses = [entry["loss"] for entry in state.log_history if "loss" in entry]
+    efficiency = packing_efficiency(trainer)
+    return {"kind": plan.kind, "dataset": plan.script.dataset_name, "dataset_config": plan.script.dataset_config,
+            "dataset_version": plan.manifest["version"], "dataset_fingerprint": plan.manifest["fingerprint"],
+            "model": plan.model_args.model_name_or_path, "steps": state.global_step,
+            "resumed_from": str(resumed) if resumed else None, "tokens_seen": tokens,
+            "tokens_per_second": round(tokens / seconds, 1) if seconds else None, "seconds": round(seconds, 2),
+            "first_loss": losses[0] if losses else None, "final_loss": losses[-1] if losses else None,
+            "train_loss": result.training_loss,
+            "packing": plan.training.packing_strategy if plan.training.packing else "off",
+            "packing_efficiency": round(efficiency, 4) if efficiency is not None else None,
+            "completion_only_loss": plan.kind == "sft" and plan.training.completion_only_loss is not False,
+            "notes": plan.notes}
+
+
+def write_card(plan: Plan, summary: dict) -> None:
+    out = Path(plan.training.output_dir)
+    (out / "mathforge-training.json").write_text(json.dumps(summary, indent=1) + "\n")
+    lines = [f"# {out.name}", "",
+             f"Trained with `mathforge train {plan.kind}` (TRL SFTTrainer) from `{summary['model']}`.", "",
+             "| | |", "|---|---|",
+             f"| dataset | `{summary['dataset']}` config `{summary['dataset_config']}` |",
+             f"| dataset version | {summary['dataset_version']} |",
+             f"| dataset fingerprint | `{summary['dataset_fingerprint']}` |",
+             f"| steps | {summary['steps']} |", f"| tokens seen | {summary['tokens_seen']:,} |",
+             f"| tokens/s | {summary['tokens_per_second']} |", f"| final loss | {summary['final_loss']} |",
+             f"| packing | {summary['packing']} (efficiency {summary['packing_efficiency']}) |", "",
+             "Training arguments are in `training_args.bin`; the summary in `mathforge-training.json`.", ""]
+    (out / "README.md").write_text("\n".join(lines))
