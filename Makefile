@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: install quickstart test bench-collect bench-generation clean
+.PHONY: install quickstart test bench-collect bench-generation bench-train clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -28,6 +28,9 @@ bench-collect: install
 
 bench-generation: install
 	$(BIN)/python benchmarks/generation/run.py
+
+bench-train: install
+	$(BIN)/python benchmarks/train/run.py
 
 clean:
 	rm -rf build builds $(VENV)

@@ -131,3 +131,21 @@ def test_pull_fails_loudly_when_remote_bytes_do_not_match_the_manifest(corpus, h
     bad = run("pull", f"{REPO}@v3.0.0", "--out", tmp_path / "bad", env=env)
     assert bad.returncode == 2 and "sft/train-00000-of-00001.parquet: sha256 mismatch" in bad.stderr
     assert not (tmp_path / "bad").exists()  # nothing half-pulled left behind
+
+
+def test_a_trained_model_is_pushed_through_the_same_client_path(corpus, hub, tiny_model, tmp_path):
+    server, env = hub
+    result, build = corpus["build"](version="4.0.0", k=2)
+    assert result.returncode == 0, result.stderr
+    config = tmp_path / "push.yaml"
+    config.write_text(f"model_name_or_path: {tiny_model}\ndataset_name: {build}\noutput_dir: {tmp_path / 'm'}\n"
+                      "max_steps: 2\nper_device_train_batch_size: 2\nmax_length: 128\nsave_strategy: 'no'\n"
+                      "push_to_hub: true\nhub_model_id: mathforge-tests/tiny-sft\n")
+    trained = run("train", "sft", config, env=env, timeout=600)
+    assert trained.returncode == 0, trained.stderr[-3000:]
+    files = server.branch_files("mathforge-tests/tiny-sft", "main", repo_type="model")
+    assert {"model.safetensors", "tokenizer.json", "config.json"} <= files
+    card = server.files("mathforge-tests/tiny-sft", "main", repo_type="model").get("mathforge-training.json")
+    assert card and json.loads(card)["dataset_fingerprint"] == json.loads((build / "manifest.json").read_text())[
+        "fingerprint"]
+    assert TOKEN not in trained.stdout + trained.stderr
