@@ -6,11 +6,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from builders.collect import collect
-from builders.corpus import corpus_rows, write_output
+from builders.corpus import append_method_rows, corpus_rows, write_output
 from builders.errors import InputError
 from builders.release import lineage, write_release
 from builders.render import check_templates
-from builders.recipe import CollectStage, Recipe, SampleStage, Source
+from builders.recipe import CollectStage, Recipe, SampleStage, Source, TutorStage
 from builders.samples import discover
 from builders.sources import Problem, load_hub, load_local, load_synthetic
 from builders.stats import build_stats
@@ -53,7 +53,7 @@ def load_sources_split(sources: list[Source]) -> list[list[Problem]]:
 
 def run_collect(problems: list[Problem], sample_paths: list[str], out_dir: str | Path, dedup: str = "paper",
                 include_gold: bool = True, workers: int | None = None, overwrite: bool = False,
-                shard_rows: int = 100_000, release=None) -> BuildResult:
+                shard_rows: int = 100_000, release=None, synthesized: list | None = None) -> BuildResult:
     """Collect samples against gold problems and write the corpus (Parquet shards + stats.json)."""
     out_dir = Path(out_dir)
     if out_dir.exists() and any(out_dir.iterdir()) and not overwrite:
@@ -63,6 +63,9 @@ def run_collect(problems: list[Problem], sample_paths: list[str], out_dir: str |
     results, judge = collect(problems, sources, dedup, workers)
     stats = build_stats(problems, results, judge, sources, include_gold)
     columns = corpus_rows(problems, results, judge, include_gold)
+    for result in synthesized or []:  # e.g. tutor: verified corrections, with their own statistics
+        append_method_rows(columns, result.rows, "tutor", judge, str(result.records_path))
+        stats["tutor"] = result.stats
     extra = None if release is None else (lambda staging: release(staging, columns, stats))
     shards = write_output(out_dir, columns, stats, overwrite, shard_rows, extra)
     return BuildResult(out_dir, shards, stats, time.perf_counter() - started)
@@ -80,6 +83,7 @@ def run_recipe(recipe: Recipe, out_dir: str | Path | None = None, overwrite: boo
     problems = [p for part in by_source for p in part]
     sampled: list[str] = []
     passes: list = []
+    tutored: list = []
     result = None
     for index, stage in enumerate(recipe.stages):
         if isinstance(stage, SampleStage):
@@ -88,6 +92,12 @@ def run_recipe(recipe: Recipe, out_dir: str | Path | None = None, overwrite: boo
             done = run_sample_stage(index, stage, problems, recipe, console)
             passes.extend(done)
             sampled.extend(str(p.samples_path) for p in done)
+        elif isinstance(stage, TutorStage):
+            from builders.tutor import run_tutor_stage
+
+            students = {p.label: p.samples_path for p in passes}
+            tutored.append(run_tutor_stage(index, stage, problems, recipe, students, console))
+            passes.extend(tutored[-1].passes)
         elif isinstance(stage, CollectStage):
             shard_rows = recipe.output.shard_rows
 
@@ -96,6 +106,6 @@ def run_recipe(recipe: Recipe, out_dir: str | Path | None = None, overwrite: boo
                 write_release(staging, recipe, columns, stats, lin, shard_rows)
 
             result = run_collect(problems, stage.samples + sampled, out_dir, stage.dedup, stage.include_gold,
-                                 workers or stage.workers, overwrite, shard_rows, release)
+                                 workers or stage.workers, overwrite, shard_rows, release, tutored)
             result.passes = passes
     return result

@@ -144,6 +144,7 @@ def render_card(recipe, recipe_yaml: str, stats: dict, columns: dict[str, list],
         _table(["method", "rows", "mean", "median", "p90", "max"],
                [[m, s["rows"], s["mean_words"], s["median_words"], s["p90_words"], s["max_words"]]
                 for m, s in length_stats(columns).items()]) + "\n",
+        *_tutor_section(stats.get("tutor")),
         "### Plots\n",
         "\n".join(f"![{title}](plots/{name}.png)" for name, title in PLOTS.items()) + "\n",
         "## Recipe\n",
@@ -154,6 +155,28 @@ def render_card(recipe, recipe_yaml: str, stats: dict, columns: dict[str, list],
     return "\n".join(parts)
 
 
+def _tutor_section(tutor: dict | None) -> list[str]:
+    """Tutorship: teacher-vs-verifier agreement, fixes accepted, faulty steps, by difficulty."""
+    if not tutor:
+        return []
+    agreement = tutor["teacher_verifier_agreement"]
+    return [
+        "### Tutorship\n",
+        _table(["attempts reviewed", "replies parsed", "verdict correct", "verdict wrong",
+                "teacher agrees with verifier", "fixes proposed", "fixes accepted"],
+               [[tutor["attempts"], tutor["judged"], tutor["verdict_correct"], tutor["verdict_wrong"],
+                 f"{agreement:.1%}" if agreement is not None else "—", tutor["fixes_proposed"],
+                 tutor["fixes_accepted"]]]) + "\n",
+        "Outcomes: " + ", ".join(f"{k} {v}" for k, v in tutor["statuses"].items()) + ".\n",
+        "First faulty step (teacher's verdict wrong): " + (", ".join(f"step {k}: {v}" for k, v in
+                                                                     tutor["faulty_step"].items()) or "none") + ".\n",
+        _table(["difficulty (student pass rate)", "attempts", "judged", "agreement", "fixes proposed",
+                "fixes accepted"],
+               [[name, d["attempts"], d["judged"], f"{d['agreement']:.1%}" if d["agreement"] is not None else "—",
+                 d["fixes_proposed"], d["fixes_accepted"]] for name, d in tutor["by_difficulty"].items()]) + "\n",
+    ]
+
+
 def _stages_text(recipe) -> str:
     lines = []
     for stage in recipe.stages:
@@ -162,6 +185,12 @@ def _stages_text(recipe) -> str:
             lines.append(f"- **sample**: k={stage.k} per problem per model, temperature {stage.temperature:g}, "
                          f"top_p {stage.top_p:g}, max_tokens {stage.max_tokens}, seed {stage.seed}"
                          f"{', chat' if stage.prompt.chat else ''}; models: {models}.")
+        elif stage.type == "tutor":
+            lines.append(f"- **tutor**: teacher `{stage.teacher.label}` ({stage.teacher.backend}) reviews "
+                         f"{stage.attempts} sample(s) per problem of student `{stage.student}` step by step; a wrong "
+                         "verdict comes with the first faulty step and a corrected continuation; the student's steps "
+                         "before it + the continuation are kept only if the final answer matches the gold "
+                         f"(corpus form: {stage.output}).")
         elif stage.type == "collect":
             lines.append(f"- **collect**: keep samples whose final answer matches the gold and whose calculator "
                          f"annotations are right; dedup per problem by equation list (`{stage.dedup}` mode, "

@@ -89,7 +89,7 @@ def build(recipe: Path = typer.Argument(..., help="Recipe YAML file."),
 def _plan(recipe, out: Optional[Path]) -> None:
     """The --dry-run plan: problems x models x k requests per sample stage, and where everything goes."""
     from builders.build import load_sources
-    from builders.generate import plan
+    from builders.generate import plan, problem_docs, template_of
     from builders.recipe import SampleStage
 
     try:
@@ -107,7 +107,7 @@ def _plan(recipe, out: Optional[Path]) -> None:
                               f"{'up to ' if stage.quota else ''}{total} requests (T={stage.temperature:g}, "
                               f"top_p={stage.top_p:g}, max_tokens={stage.max_tokens}, seed={stage.seed}); "
                               f"executor {recipe.executor.type}, {recipe.executor.tasks} task(s)")
-            for mp in plan(stage, problems, recipe.work_dir()):
+            for mp in plan(stage, problem_docs(problems, template_of(stage)), recipe.work_dir()):
                 where = mp.spec.base_url or mp.spec.model
                 out_console.print(f"  {mp.label}: {mp.spec.backend} {where} -> "
                                   f"{mp.samples_path if problems else mp.dir.parent / (mp.label + '-*')}")

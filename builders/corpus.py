@@ -18,6 +18,7 @@ SCHEMA = pa.schema([
     ("model", pa.string()), ("teacher", pa.string()), ("sample_index", pa.int64()), ("seed", pa.int64()),
     ("generation", pa.string()), ("verdict", pa.string()), ("verifier", pa.string()),
     ("equations", pa.list_(pa.string())), ("equation_key", pa.string()), ("source", pa.string()),
+    ("cpt_text", pa.string()),  # set when a method's CPT form is not the row's question + solution (tutor)
 ])
 SHARD_ROWS = 100_000
 
@@ -41,6 +42,21 @@ def corpus_rows(problems, results, judge, include_gold: bool) -> dict[str, list]
     return columns
 
 
+def append_method_rows(columns: dict[str, list], rows: list[dict], method: str, judge, source: str) -> None:
+    """Rows from a synthesis stage (e.g. tutor), already verified, after the collect rows."""
+    for row in rows:
+        problem = row["problem"]
+        values = {"problem_id": problem.problem_id, "question": problem.question,
+                  "reference_answer": judge.gold_answer(problem.index), "solution": row["solution"],
+                  "final_answer": row["final_answer"], "method": method, "model": row["model"],
+                  "teacher": row.get("teacher"), "sample_index": row.get("sample_index"), "seed": None,
+                  "generation": json.dumps(row.get("generation") or {}, sort_keys=True), "verdict": "correct",
+                  "verifier": judge.verifier, "equations": judge.equations(row["solution"]), "equation_key": None,
+                  "source": source, "cpt_text": row.get("cpt_text")}
+        for name in SCHEMA.names:
+            columns[name].append(values[name])
+
+
 def _answer_text(answer) -> str:
     return repr(answer) if isinstance(answer, float) else str(answer)
 
@@ -48,7 +64,7 @@ def _answer_text(answer) -> str:
 def _append(columns, problem, reference, solution, final, method, model, index, seed, generation, verdict,
             verifier, equations, key, source) -> None:
     values = (problem.problem_id, problem.question, reference, solution, final, method, model, None, index,
-              seed, generation, verdict, verifier, equations, key, source)
+              seed, generation, verdict, verifier, equations, key, source, None)
     for name, value in zip(SCHEMA.names, values):
         columns[name].append(value)
 

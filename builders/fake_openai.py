@@ -201,19 +201,22 @@ class FakeOpenAI:
         if fault == "malformed":
             return await self._send(writer, 200, b'{"choices": [{"text": "trunc')
         text = self.reply(payload)
+        finish = "stop"
+        if isinstance(text, tuple):  # a reply may script its finish reason too, e.g. ("...", "length")
+            text, finish = text
         self.served[key] += 1
         self.counts["ok"] += 1
-        return await self._send(writer, 200, json.dumps(self._completion(path, payload, text)).encode())
+        return await self._send(writer, 200, json.dumps(self._completion(path, payload, text, finish)).encode())
 
-    def _completion(self, path: str, payload: dict, text: str) -> dict:
+    def _completion(self, path: str, payload: dict, text: str, finish: str = "stop") -> dict:
         usage = {"prompt_tokens": len(str(payload.get("prompt") or payload.get("messages")).split()),
                  "completion_tokens": len(text.split())}
         usage["total_tokens"] = usage["prompt_tokens"] + usage["completion_tokens"]
         if path.endswith("chat/completions"):
-            choice = {"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": text}}
+            choice = {"index": 0, "finish_reason": finish, "message": {"role": "assistant", "content": text}}
             kind = "chat.completion"
         else:
-            choice = {"index": 0, "finish_reason": "stop", "text": text}
+            choice = {"index": 0, "finish_reason": finish, "text": text}
             kind = "text_completion"
         return {"id": f"cmpl-{self.counts['ok']}", "object": kind, "created": int(time.time()),
                 "model": payload.get("model", self.model), "choices": [choice], "usage": usage}

@@ -23,17 +23,33 @@ from builders.sources import Problem
 from eval.answers import gsm8k_extract, strict_number
 
 SAMPLE_SCHEMA = pa.schema([
-    ("problem_id", pa.string()), ("idx", pa.int64()), ("model", pa.string()), ("model_id", pa.string()),
+    ("problem_id", pa.string()), ("doc_id", pa.string()), ("idx", pa.int64()), ("model", pa.string()), ("model_id", pa.string()),
     ("revision", pa.string()), ("backend", pa.string()), ("sample_index", pa.int64()), ("seed", pa.int64()),
     ("temperature", pa.float64()), ("top_p", pa.float64()), ("max_tokens", pa.int64()), ("stop", pa.string()),
     ("prompt_format", pa.string()), ("text", pa.string()), ("finish_reason", pa.string()),
     ("prompt_tokens", pa.int64()), ("completion_tokens", pa.int64()), ("attempts", pa.int64()),
 ])
 FAILURE_SCHEMA = pa.schema([
-    ("problem_id", pa.string()), ("idx", pa.int64()), ("model", pa.string()), ("sample_index", pa.int64()),
+    ("problem_id", pa.string()), ("doc_id", pa.string()), ("idx", pa.int64()), ("model", pa.string()), ("sample_index", pa.int64()),
     ("seed", pa.int64()), ("attempts", pa.int64()), ("error", pa.string()),
 ])
 PROGRESS: Counter = Counter()  # requests answered and tokens generated in this process (for the progress line)
+
+
+@dataclass(frozen=True)
+class Doc:
+    """One datatrove document: a rendered prompt about one problem (sampling: the problem itself)."""
+
+    id: str
+    idx: int
+    problem_id: str
+    text: str
+    gold: str | None = None
+
+
+def problem_docs(problems: list[Problem], template: str) -> list[Doc]:
+    return [Doc(p.problem_id, p.index, p.problem_id, prompts.render(template, prompts.problem_fields(p)),
+                gsm8k_extract(p.solution) if p.solution else None) for p in problems]
 
 
 @dataclass
@@ -89,19 +105,19 @@ def sampling_params(stage: SampleStage) -> dict:
             "template": template_of(stage), "quota": stage.quota.model_dump() if stage.quota else None}
 
 
-def fingerprint(stage: SampleStage, spec: ModelSpec, problems: list[Problem]) -> str:
-    """Everything that decides which requests are sent: model, params, template, problems."""
-    ids = hashlib.sha256("\n".join(p.problem_id for p in problems).encode()).hexdigest()
+def fingerprint(stage: SampleStage, spec: ModelSpec, docs: list[Doc]) -> str:
+    """Everything that decides which requests are sent: model, params, template, the prompts themselves."""
+    ids = hashlib.sha256("\n".join(f"{d.id}\t{d.text}" for d in docs).encode()).hexdigest()
     body = {"model": spec.model_dump(exclude={"name", "build_tiny"}), "params": sampling_params(stage),
             "problems": ids}
     return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def plan(stage: SampleStage, problems: list[Problem], work_dir: Path) -> list[ModelPass]:
+def plan(stage: SampleStage, docs: list[Doc], work_dir: Path, kind: str = "samples") -> list[ModelPass]:
     passes = []
     for spec in stage.models:
-        fp = fingerprint(stage, spec, problems)
-        passes.append(ModelPass(spec, stage, fp, work_dir / "samples" / f"{spec.label}-{fp}"))
+        fp = fingerprint(stage, spec, docs)
+        passes.append(ModelPass(spec, stage, fp, work_dir / kind / f"{spec.label}-{fp}"))
     return passes
 
 
@@ -113,8 +129,13 @@ def preflight(stage_index: int, stage: SampleStage, problems: list[Problem], rec
         if text is not None:
             file, line, dotted = recipe.where(*key, "prompt", name)
             prompts.check_template(text, file, dotted, fields)
-    for m, spec in enumerate(stage.models):
-        file, line, dotted = recipe.where(*key, "models", m, "model")
+    check_models(stage, recipe, [(spec, key + ("models", m)) for m, spec in enumerate(stage.models)])
+
+
+def check_models(stage, recipe, specs: list) -> None:
+    """Local paths, installed backends, API-key variables, endpoint readiness: before any request is sent."""
+    for spec, where in specs:
+        file, line, dotted = recipe.where(*where, "model")
         if spec.backend == "local":
             path = Path(spec.model)
             if not path.exists() and not spec.build_tiny:
@@ -129,11 +150,11 @@ def preflight(stage_index: int, stage: SampleStage, problems: list[Problem], rec
                 raise InputError(f"backend {spec.backend} is not installed here (pip install 'mathforge[vllm]')",
                                  file, line, dotted.replace(".model", ".backend")) from None
         if spec.api_key_env and not os.environ.get(spec.api_key_env):
-            file, line, dotted = recipe.where(*key, "models", m, "api_key_env")
+            file, line, dotted = recipe.where(*where, "api_key_env")
             raise InputError(f"environment variable {spec.api_key_env} (the API key) is not set", file, line,
                              dotted)
         if spec.backend == "endpoint":
-            file, line, dotted = recipe.where(*key, "models", m, "base_url")
+            file, line, dotted = recipe.where(*where, "base_url")
             wait_ready(spec, stage.ready_timeout, file, line, dotted)
 
 
@@ -166,6 +187,8 @@ def request_payload(document, spec: dict, seed: int) -> dict:
     payload.update(max_tokens=spec["max_tokens"], temperature=spec["temperature"], top_p=spec["top_p"], seed=seed)
     if spec["stop"]:
         payload["stop"] = spec["stop"]
+    if spec.get("response_format"):
+        payload["response_format"] = spec["response_format"]
     if spec["backend"] == "local":  # transformers serve samples only when its generation config says so
         payload["generation_config"] = json.dumps({"do_sample": spec["temperature"] > 0,
                                                    "temperature": spec["temperature"] or None,
@@ -236,20 +259,17 @@ def spec_gold(document) -> str | None:
 
 
 # --------------------------------------------------------------------------- running a pass
-def write_inputs(mp: ModelPass, problems: list[Problem], tasks: int) -> Path:
-    """Problems as JSONL shards, one per task, contiguous ranges, prompt already rendered."""
+def write_inputs(mp: ModelPass, docs: list[Doc], tasks: int) -> Path:
+    """Documents as JSONL shards, one per task, contiguous ranges (all samples of a problem in one task)."""
     folder = mp.dir / "input"
     folder.mkdir(parents=True, exist_ok=True)
-    template = template_of(mp.stage)
-    size = -(-len(problems) // tasks) if problems else 0
+    size = -(-len(docs) // tasks) if docs else 0
     for rank in range(tasks):
-        part = problems[rank * size:(rank + 1) * size]
         tmp = folder / f".{rank:05d}.jsonl.tmp"
         with open(tmp, "wb") as handle:
-            for p in part:
-                gold = gsm8k_extract(p.solution) if p.solution else None
-                handle.write(orjson.dumps({"id": p.problem_id, "text": prompts.render(template, prompts.problem_fields(p)),
-                                           "metadata": {"idx": p.index, "gold": gold}}) + b"\n")
+            for d in docs[rank * size:(rank + 1) * size]:
+                handle.write(orjson.dumps({"id": d.id, "text": d.text, "metadata": {"idx": d.idx, "gold": d.gold}})
+                             + b"\n")
         os.replace(tmp, folder / f"{rank:05d}.jsonl")
     return folder
 
@@ -260,7 +280,7 @@ def rollout_spec(mp: ModelPass) -> dict:
             "top_p": stage.top_p, "max_tokens": stage.max_tokens, "seed": stage.seed, "stop": stage.stop,
             "chat": stage.prompt.chat, "system_text": stage.prompt.system,
             "quota": stage.quota.model_dump() if stage.quota else None, "max_retries": stage.max_retries,
-            "retry_backoff": stage.retry_backoff}
+            "retry_backoff": stage.retry_backoff, "response_format": stage.response_format}
 
 
 def pipeline(mp: ModelPass, tasks: int) -> list:
@@ -335,15 +355,15 @@ def run_stats(logging_dir: Path) -> Counter:
     return totals
 
 
-def run_pass(mp: ModelPass, problems: list[Problem], executor: Executor, console=None) -> PassResult:
+def run_pass(mp: ModelPass, docs: list[Doc], executor: Executor, console=None) -> PassResult:
     """Sample one model (resuming whatever a previous run left), then write samples/failures Parquet."""
     if mp.samples_path.exists() and mp.failures_path.exists():
-        return summarize(mp, problems, 0.0, Counter(), reused=True)
-    write_inputs(mp, problems, executor.tasks)
+        return summarize(mp, docs, 0.0, Counter(), reused=True)
+    write_inputs(mp, docs, executor.tasks)
     logging_dir = mp.dir / f"logs-{int(time.time() * 1000)}"
     steps = pipeline(mp, executor.tasks)
     started = time.perf_counter()
-    expected = len(problems) * (mp.stage.k if mp.stage.quota is None else mp.stage.quota.max_samples)
+    expected = len(docs) * (mp.stage.k if mp.stage.quota is None else mp.stage.quota.max_samples)
     with ProgressLine(mp.label, expected, console):
         make_executor(executor, steps, logging_dir).run()
     seconds = time.perf_counter() - started
@@ -351,33 +371,34 @@ def run_pass(mp: ModelPass, problems: list[Problem], executor: Executor, console
     if stats.get("failed_documents"):
         raise RuntimeError(f"{mp.label}: datatrove failed to save {stats['failed_documents']:g} documents "
                            f"(see {logging_dir}/logs); nothing was written")
-    rows, failures = read_outputs(mp, problems)
+    rows, failures = read_outputs(mp, docs)
     write_parquet(mp.failures_path, failures, FAILURE_SCHEMA)
     write_parquet(mp.samples_path, rows, SAMPLE_SCHEMA)  # written last: its presence marks the pass done
     (mp.dir / "run-stats.json").write_text(json.dumps(dict(stats), indent=1, sort_keys=True))
-    return summarize(mp, problems, seconds, stats)
+    return summarize(mp, docs, seconds, stats)
 
 
-def read_outputs(mp: ModelPass, problems: list[Problem]) -> tuple[list[dict], list[dict]]:
-    """Join the runner's output documents back to the problems; a missing problem is an error, not a gap."""
+def read_outputs(mp: ModelPass, docs: list[Doc]) -> tuple[list[dict], list[dict]]:
+    """Join the runner's output documents back to the inputs; a missing document is an error, not a gap."""
     by_id: dict[str, dict] = {}
     for path in sorted((mp.dir / "output").glob("*.jsonl")):
         with open(path, "rb") as handle:
             for line in handle:
                 doc = orjson.loads(line)
                 by_id.setdefault(doc["id"], doc)
-    missing = [p.problem_id for p in problems if p.problem_id not in by_id]
+    missing = [d.id for d in docs if d.id not in by_id]
     if missing:
-        raise RuntimeError(f"{mp.label}: {len(missing)} problems have no samples after the run "
+        raise RuntimeError(f"{mp.label}: {len(missing)} documents have no samples after the run "
                            f"(first: {missing[0]}); rerun the build to resume")
     spec, stage = mp.spec, mp.stage
     rows, failures = [], []
-    for p in problems:
-        results = by_id[p.problem_id]["metadata"].get("rollout_results") or []
+    for d in docs:
+        results = by_id[d.id]["metadata"].get("rollout_results") or []
         samples = results[0]["samples"] if results else []
         for s in samples:
             if s["status"] == "ok":
-                rows.append({"problem_id": p.problem_id, "idx": p.index, "model": mp.label, "model_id": spec.model,
+                rows.append({"problem_id": d.problem_id, "doc_id": d.id, "idx": d.idx, "model": mp.label,
+                             "model_id": spec.model,
                              "revision": spec.revision, "backend": spec.backend, "sample_index": s["sample_index"],
                              "seed": s["seed"], "temperature": stage.temperature, "top_p": stage.top_p,
                              "max_tokens": stage.max_tokens, "stop": json.dumps(stage.stop),
@@ -385,7 +406,7 @@ def read_outputs(mp: ModelPass, problems: list[Problem]) -> tuple[list[dict], li
                              "finish_reason": s.get("finish_reason"), "prompt_tokens": s.get("prompt_tokens"),
                              "completion_tokens": s.get("completion_tokens"), "attempts": s["attempts"]})
             else:
-                failures.append({"problem_id": p.problem_id, "idx": p.index, "model": mp.label,
+                failures.append({"problem_id": d.problem_id, "doc_id": d.id, "idx": d.idx, "model": mp.label,
                                  "sample_index": s["sample_index"], "seed": s["seed"], "attempts": s["attempts"],
                                  "error": s["error"]})
     return rows, failures
@@ -398,17 +419,17 @@ def write_parquet(path: Path, rows: list[dict], schema: pa.Schema) -> None:
     os.replace(tmp, path)
 
 
-def summarize(mp: ModelPass, problems: list[Problem], seconds: float, stats: Counter,
+def summarize(mp: ModelPass, docs: list[Doc], seconds: float, stats: Counter,
               reused: bool = False) -> PassResult:
-    samples = pq.read_table(mp.samples_path, columns=["idx", "text", "attempts", "completion_tokens"]).to_pylist()
+    samples = pq.read_table(mp.samples_path, columns=["doc_id", "text", "attempts", "completion_tokens"]).to_pylist()
     failures = pq.read_table(mp.failures_path).to_pylist()
-    texts: dict[int, set] = {}
+    texts: dict[str, set] = {}
     for s in samples:
-        texts.setdefault(s["idx"], set()).add(s["text"])
-    counts = Counter(s["idx"] for s in samples)
+        texts.setdefault(s["doc_id"], set()).add(s["text"])
+    counts = Counter(s["doc_id"] for s in samples)
     single = sum(1 for idx, n in counts.items() if n >= 2 and len(texts[idx]) == 1)
     retries = sum(s["attempts"] - 1 for s in samples) + sum(max(f["attempts"] - 1, 0) for f in failures)
-    return PassResult(mp.label, mp.samples_path, len(problems), len(samples) + len(failures), len(samples),
+    return PassResult(mp.label, mp.samples_path, len(docs), len(samples) + len(failures), len(samples),
                       len(failures), retries, int(stats.get("cache_hits", 0)),
                       sum(s["completion_tokens"] or 0 for s in samples), seconds, single,
                       Counter(f["error"].split(":")[0] for f in failures), reused)
@@ -430,13 +451,19 @@ def check_pass(result: PassResult, stage: SampleStage) -> None:
 def run_sample_stage(stage_index: int, stage: SampleStage, problems: list[Problem], recipe,
                      console=None) -> list[PassResult]:
     """Preflight every model, then one pass per model (local models get their own `transformers serve`)."""
+    quiet_datatrove()
+    preflight(stage_index, stage, problems, recipe)
+    return run_docs(stage_index, stage, problem_docs(problems, template_of(stage)), recipe, console)
+
+
+def run_docs(stage_index: int, stage: SampleStage, docs: list[Doc], recipe, console=None,
+             kind: str = "samples", keys: list[tuple] | None = None) -> list[PassResult]:
+    """One pass per model of `stage` over prepared documents (local models get their own transformers serve)."""
     from builders.local_server import LocalServer
     from builders.tinymodel import ensure_tiny_model
 
-    quiet_datatrove()
-    preflight(stage_index, stage, problems, recipe)
     results = []
-    for m, mp in enumerate(plan(stage, problems, recipe.work_dir())):
+    for m, mp in enumerate(plan(stage, docs, recipe.work_dir(), kind)):
         mp.dir.mkdir(parents=True, exist_ok=True)
         if mp.spec.backend == "local" and not mp.samples_path.exists():
             if mp.spec.build_tiny:
@@ -445,14 +472,15 @@ def run_sample_stage(stage_index: int, stage: SampleStage, problems: list[Proble
             try:
                 server.start()
             except InputError as exc:  # cite the recipe line of the model that would not start
-                file, line, key = recipe.where("stages", stage_index, "models", m, "model")
+                where = keys[m] if keys else ("stages", stage_index, "models", m)
+                file, line, key = recipe.where(*where, "model")
                 raise InputError(f"{mp.spec.model}: {exc.message}", file, line, key) from None
             with server:
                 mp.base_url = server.url
-                result = run_pass(mp, problems, recipe.executor, console)
+                result = run_pass(mp, docs, recipe.executor, console)
         else:
             mp.base_url = mp.spec.base_url
-            result = run_pass(mp, problems, recipe.executor, console)
+            result = run_pass(mp, docs, recipe.executor, console)
         check_pass(result, stage)
         results.append(result)
     return results

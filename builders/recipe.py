@@ -111,6 +111,7 @@ class SampleStage(Strict):
     max_failure_rate: float = Field(default=0.0, ge=0, le=1)
     ready_timeout: float = Field(default=120.0, gt=0)
     checkpoint_every: int = Field(default=100, ge=1)
+    response_format: dict | None = None  # passed as is (e.g. a json_schema for structured output)
 
     @model_validator(mode="after")
     def distinct_labels(self) -> "SampleStage":
@@ -118,6 +119,29 @@ class SampleStage(Strict):
         if len(set(labels)) != len(labels):
             raise ValueError(f"two models share a name ({', '.join(labels)}): give each a distinct `name`")
         return self
+
+
+class TutorStage(Strict):
+    """Tutorship amplification: a teacher reviews a student's sampled solutions step by step and corrects them."""
+
+    type: Literal["tutor"]
+    student: str                       # the `name` of a model sampled by an earlier sample stage
+    teacher: ModelSpec
+    attempts: int = Field(default=1, ge=1)  # student samples reviewed per problem (lowest sample indices)
+    template: str | None = None        # Jinja over question, steps (numbered), n_steps; default: a JSON-reply prompt
+    chat: bool = True
+    structured: bool = True            # send a JSON schema as response_format (servers without it get the text)
+    output: Literal["corrected", "exchange"] = "exchange"  # corpus text: corrected solution, or the exchange (CPT)
+    temperature: float = Field(default=0.0, ge=0)
+    max_tokens: int = Field(default=1024, ge=1)
+    seed: int = 0
+    concurrency: int = Field(default=32, ge=1)
+    request_timeout: float = Field(default=600.0, gt=0)
+    max_retries: int = Field(default=5, ge=0)
+    retry_backoff: float = Field(default=1.0, ge=0)
+    max_failure_rate: float = Field(default=0.0, ge=0, le=1)
+    ready_timeout: float = Field(default=120.0, gt=0)
+    checkpoint_every: int = Field(default=100, ge=1)
 
 
 class CollectStage(Strict):
@@ -130,8 +154,8 @@ class CollectStage(Strict):
     workers: int | None = Field(default=None, ge=1)
 
 
-Stage = Annotated[Union[SampleStage, CollectStage], Field(discriminator="type")]
-STAGE_TYPES = ("sample", "collect")
+Stage = Annotated[Union[SampleStage, TutorStage, CollectStage], Field(discriminator="type")]
+STAGE_TYPES = ("sample", "tutor", "collect")
 
 
 class Executor(Strict):
@@ -159,7 +183,7 @@ class Publish(Strict):
     license: str = "mit"
     pretty_name: str | None = None
     tags: list[str] = Field(default_factory=list)
-    methods: list[str] = Field(default_factory=lambda: ["gold", "rft"])  # rows that go into cpt/sft/messages
+    methods: list[str] = Field(default_factory=lambda: ["gold", "rft", "tutor"])  # rows in cpt/sft/messages
     templates: Templates = Templates()
 
 

@@ -45,7 +45,8 @@ def training_views(columns: dict[str, list], publish) -> dict[str, dict[str, lis
         prompt = prompts.render(templates["prompt"], row)
         completion = prompts.render(templates["completion"], row)
         base = {"problem_id": row["problem_id"], "method": row["method"]}
-        _add(views["cpt"], text=prompts.render(templates["text"], row), **base)
+        cpt_text = columns["cpt_text"][i] if "cpt_text" in columns else None
+        _add(views["cpt"], text=cpt_text or prompts.render(templates["text"], row), **base)
         _add(views["sft"], prompt=prompt, completion=completion, **base)
         messages = ([{"role": "system", "content": prompts.render(templates["system"], row)}]
                     if templates["system"] else [])

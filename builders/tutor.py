@@ -1,0 +1,177 @@
+"""The `tutor` stage: a teacher reviews student samples step by step; verified corrections become corpus rows."""
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from builders import prompts, tutoring
+from builders.errors import InputError
+from builders.generate import Doc, check_models, is_correct, quiet_datatrove, run_docs, write_parquet
+from builders.recipe import Prompt, SampleStage, TutorStage
+from builders.sources import Problem
+from eval.answers import gsm8k_extract
+
+RECORD_SCHEMA = pa.schema([
+    ("problem_id", pa.string()), ("idx", pa.int64()), ("student", pa.string()), ("teacher", pa.string()),
+    ("sample_index", pa.int64()), ("student_solution", pa.string()), ("n_steps", pa.int64()),
+    ("student_correct", pa.bool_()), ("student_pass_rate", pa.float64()), ("status", pa.string()),
+    ("reply", pa.string()), ("finish_reason", pa.string()), ("verdict", pa.string()),
+    ("first_wrong_step", pa.int64()), ("explanation", pa.string()), ("amplified", pa.string()),
+    ("amplified_answer", pa.string()), ("fix_accepted", pa.bool_()), ("teacher_agrees", pa.bool_()),
+])
+DIFFICULTY = (("unsolved (0)", 0.0, 0.0), ("hard (0-0.5)", 0.0, 0.5), ("medium (0.5-1)", 0.5, 1.0),
+              ("easy (1)", 1.0, 1.0))
+
+
+@dataclass
+class TutorResult:
+    """Records of every reviewed attempt, the corpus rows of accepted fixes, and the stage's statistics."""
+
+    records: list[dict]
+    rows: list[dict]
+    stats: dict
+    records_path: Path
+    passes: list = field(default_factory=list)
+
+
+def student_samples(samples_path: Path) -> dict[str, list[dict]]:
+    rows = pq.read_table(samples_path, columns=["problem_id", "sample_index", "text"]).to_pylist()
+    by_problem: dict[str, list[dict]] = {}
+    for row in sorted(rows, key=lambda r: (r["problem_id"], r["sample_index"])):
+        by_problem.setdefault(row["problem_id"], []).append(row)
+    return by_problem
+
+
+def teacher_stage(stage: TutorStage) -> SampleStage:
+    """The teacher's requests as a one-sample-per-document sampling pass (same runner, cache, retries)."""
+    schema = tutoring.response_format(tutoring.TEACHER_SCHEMA, "teacher_review") if stage.structured else None
+    return SampleStage(type="sample", models=[stage.teacher], k=1, temperature=stage.temperature, top_p=1.0,
+                       max_tokens=stage.max_tokens, seed=stage.seed, stop=[], prompt=Prompt(chat=stage.chat),
+                       concurrency=stage.concurrency, request_timeout=stage.request_timeout,
+                       max_retries=stage.max_retries, retry_backoff=stage.retry_backoff,
+                       max_failure_rate=stage.max_failure_rate, ready_timeout=stage.ready_timeout,
+                       checkpoint_every=stage.checkpoint_every, response_format=schema)
+
+
+def attempts(stage: TutorStage, problems: list[Problem], samples: dict[str, list[dict]]) -> list[dict]:
+    """The student attempts to review (first `attempts` per problem) with their steps and the student's pass rate."""
+    chosen = []
+    for p in problems:
+        rows = samples.get(p.problem_id, [])
+        gold = gsm8k_extract(p.solution) if p.solution else None
+        rate = sum(is_correct(r["text"], gold) for r in rows) / len(rows) if rows else None
+        for row in rows[:stage.attempts]:
+            chosen.append({"problem": p, "gold": gold, "row": row, "steps": tutoring.split_steps(row["text"]),
+                           "rate": rate})
+    return chosen
+
+
+def run_tutor_stage(index: int, stage: TutorStage, problems: list[Problem], recipe, student_paths: dict[str, Path],
+                    console=None) -> TutorResult:
+    quiet_datatrove()
+    key = ("stages", index)
+    if stage.student not in student_paths:
+        file, line, dotted = recipe.where(*key, "student")
+        raise InputError(f"no earlier sample stage has a model named {stage.student!r} "
+                         f"(sampled: {', '.join(student_paths) or 'none'})", file, line, dotted)
+    template = stage.template or tutoring.TEACHER_PROMPT
+    file, line, dotted = recipe.where(*key, "template")
+    prompts.check_template(template, file, dotted, tutoring.prompt_fields("Q?", ["a", "b"]))
+    sampling = teacher_stage(stage)
+    check_models(sampling, recipe, [(stage.teacher, key + ("teacher",))])
+    chosen = attempts(stage, problems, student_samples(student_paths[stage.student]))
+    docs = [Doc(f"{a['problem'].problem_id}:{a['row']['sample_index']}", a["problem"].index,
+                a["problem"].problem_id, prompts.render(template, tutoring.prompt_fields(a["problem"].question,
+                                                                                         a["steps"])), a["gold"])
+            for a in chosen]
+    passes = run_docs(index, sampling, docs, recipe, console, kind="tutor", keys=[key + ("teacher",)])
+    replies = teacher_replies(passes[0].samples_path)
+    records = [review(a, replies.get(d.id), stage) for a, d in zip(chosen, docs)]
+    records_path = passes[0].samples_path.with_name("records.parquet")
+    write_parquet(records_path, records, RECORD_SCHEMA)
+    rows = [corpus_row(r, a, stage) for r, a in zip(records, chosen) if r["fix_accepted"]]
+    return TutorResult(records, rows, tutor_stats(records), records_path, passes)
+
+
+def teacher_replies(samples_path: Path) -> dict[str, dict]:
+    table = pq.read_table(samples_path, columns=["doc_id", "text", "finish_reason"]).to_pylist()
+    replies = {row["doc_id"]: row for row in table}
+    failures = pq.read_table(samples_path.with_name("failures.parquet"), columns=["doc_id", "error"]).to_pylist()
+    replies.update({row["doc_id"]: {"failed": row["error"]} for row in failures})
+    return replies
+
+
+def review(attempt: dict, reply: dict | None, stage: TutorStage) -> dict:
+    """Parse the teacher's reply, compose and verify the amplified solution, record every outcome."""
+    problem, row, steps = attempt["problem"], attempt["row"], attempt["steps"]
+    student_correct = is_correct(row["text"], attempt["gold"])
+    record = {"problem_id": problem.problem_id, "idx": problem.index, "student": stage.student,
+              "teacher": stage.teacher.label, "sample_index": row["sample_index"], "student_solution": row["text"],
+              "n_steps": len(steps), "student_correct": student_correct, "student_pass_rate": attempt["rate"],
+              "status": "ok", "reply": None, "finish_reason": None, "verdict": None, "first_wrong_step": None,
+              "explanation": None, "amplified": None, "amplified_answer": None, "fix_accepted": False,
+              "teacher_agrees": None}
+    if reply is None or "failed" in (reply or {}):
+        record["status"] = f"request failed: {(reply or {}).get('failed', 'no reply')}"
+        return record
+    record["reply"], record["finish_reason"] = reply["text"], reply["finish_reason"]
+    parsed = tutoring.parse_teacher_reply(reply["text"], len(steps), reply["finish_reason"])
+    if isinstance(parsed, tutoring.Rejected):
+        record["status"] = f"rejected: {parsed.reason}"
+        return record
+    record.update(verdict=parsed.verdict, first_wrong_step=parsed.first_wrong_step, explanation=parsed.explanation,
+                  teacher_agrees=(parsed.verdict == tutoring.CORRECT) == student_correct)
+    if parsed.verdict == tutoring.WRONG:
+        amplified = tutoring.compose(steps, parsed)
+        record.update(amplified=amplified, amplified_answer=gsm8k_extract(amplified),
+                      fix_accepted=is_correct(amplified, attempt["gold"]))
+        if not record["fix_accepted"]:
+            record["status"] = "fix rejected: final answer does not match the gold" if attempt["gold"] \
+                else "fix unverifiable: no gold answer"
+        attempt["reply"] = parsed
+    return record
+
+
+def corpus_row(record: dict, attempt: dict, stage: TutorStage) -> dict:
+    problem = attempt["problem"]
+    exchange = tutoring.exchange_text(problem.question, attempt["steps"], attempt["reply"], record["amplified"])
+    return {"problem": problem, "solution": record["amplified"], "final_answer": record["amplified_answer"],
+            "model": stage.student, "teacher": stage.teacher.label, "sample_index": record["sample_index"],
+            "cpt_text": exchange if stage.output == "exchange" else None,
+            "generation": {"teacher_temperature": stage.temperature, "first_wrong_step": record["first_wrong_step"],
+                           "seed": stage.seed}}
+
+
+def tutor_stats(records: list[dict]) -> dict:
+    """Teacher-vs-verifier agreement, fixes accepted, faulty-step positions, by difficulty (student pass rate)."""
+    judged = [r for r in records if r["verdict"] is not None]
+    wrong = [r for r in judged if r["verdict"] == tutoring.WRONG]
+    statuses = Counter(r["status"] for r in records)
+    by_difficulty = {}
+    for name, lo, hi in DIFFICULTY:
+        group = [r for r in records if r["student_pass_rate"] is not None and _in_bin(r["student_pass_rate"], lo, hi)]
+        judged_group = [r for r in group if r["verdict"] is not None]
+        by_difficulty[name] = {
+            "attempts": len(group), "judged": len(judged_group),
+            "agreement": round(sum(r["teacher_agrees"] for r in judged_group) / len(judged_group), 4)
+            if judged_group else None,
+            "fixes_proposed": sum(r["verdict"] == tutoring.WRONG for r in judged_group),
+            "fixes_accepted": sum(r["fix_accepted"] for r in group)}
+    return {"attempts": len(records), "judged": len(judged), "statuses": dict(sorted(statuses.items())),
+            "verdict_correct": len(judged) - len(wrong), "verdict_wrong": len(wrong),
+            "teacher_verifier_agreement": round(sum(r["teacher_agrees"] for r in judged) / len(judged), 4)
+            if judged else None,
+            "student_correct": sum(r["student_correct"] for r in records),
+            "fixes_proposed": len(wrong), "fixes_accepted": sum(r["fix_accepted"] for r in records),
+            "faulty_step": {str(k): v for k, v in sorted(Counter(r["first_wrong_step"] for r in wrong).items())},
+            "by_difficulty": by_difficulty}
+
+
+def _in_bin(rate: float, lo: float, hi: float) -> bool:
+    if lo == hi:
+        return rate == lo
+    return lo < rate < hi if lo == 0.0 else lo <= rate < hi
