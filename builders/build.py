@@ -10,7 +10,8 @@ from builders.corpus import append_method_rows, corpus_rows, write_output
 from builders.errors import InputError
 from builders.release import lineage, write_release
 from builders.render import check_templates
-from builders.recipe import CollectStage, Recipe, SampleStage, Source, TutorStage
+from builders.recipe import (CollectStage, DiversifyStage, ExpandStage, MixStage, Recipe, RetrospectStage,
+                             SampleStage, Source, TutorStage)
 from builders.samples import discover
 from builders.sources import Problem, load_hub, load_local, load_synthetic
 from builders.stats import build_stats
@@ -63,12 +64,32 @@ def run_collect(problems: list[Problem], sample_paths: list[str], out_dir: str |
     results, judge = collect(problems, sources, dedup, workers)
     stats = build_stats(problems, results, judge, sources, include_gold)
     columns = corpus_rows(problems, results, judge, include_gold)
-    for result in synthesized or []:  # e.g. tutor: verified corrections, with their own statistics
-        append_method_rows(columns, result.rows, "tutor", judge, str(result.records_path))
-        stats["tutor"] = result.stats
+    for result in synthesized or []:  # tutor, diversify, expand, retrospect: verified rows and their statistics
+        append_method_rows(columns, result.rows, result.method, judge, str(result.records_path))
+        stats[result.method] = result.stats
     extra = None if release is None else (lambda staging: release(staging, columns, stats))
     shards = write_output(out_dir, columns, stats, overwrite, shard_rows, extra)
     return BuildResult(out_dir, shards, stats, time.perf_counter() - started)
+
+
+METHODS = ("gold", "rft", "tutor", "diversify", "expand", "retrospect")
+
+
+def check_mix(recipe: Recipe) -> None:
+    """A mix names only methods and its general corpora, and those files exist (before any request)."""
+    for index, stage in enumerate(recipe.stages):
+        if not isinstance(stage, MixStage):
+            continue
+        names = set(METHODS) | {g.name for g in stage.general}
+        for name in stage.ratio:
+            if name not in names:
+                file, line, key = recipe.where("stages", index, "ratio", name)
+                raise InputError(f"unknown mix group {name!r} (methods: {', '.join(METHODS)}; general: "
+                                 f"{', '.join(g.name for g in stage.general) or 'none'})", file, line, key)
+        for g, group in enumerate(stage.general):
+            if not Path(group.path).is_file():
+                file, line, key = recipe.where("stages", index, "general", g, "path")
+                raise InputError(f"general corpus file not found: {group.path}", file, line, key)
 
 
 def run_recipe(recipe: Recipe, out_dir: str | Path | None = None, overwrite: bool | None = None,
@@ -79,6 +100,7 @@ def run_recipe(recipe: Recipe, out_dir: str | Path | None = None, overwrite: boo
     if out_dir.exists() and any(out_dir.iterdir()) and not overwrite:  # checked before any request is sent
         raise InputError("output directory exists and is not empty (use --overwrite)", str(out_dir))
     check_templates(recipe.publish, recipe.where)
+    check_mix(recipe)
     by_source = load_sources_split(recipe.sources)
     problems = [p for part in by_source for p in part]
     sampled: list[str] = []
@@ -97,6 +119,11 @@ def run_recipe(recipe: Recipe, out_dir: str | Path | None = None, overwrite: boo
 
             students = {p.label: p.samples_path for p in passes}
             tutored.append(run_tutor_stage(index, stage, problems, recipe, students, console))
+            passes.extend(tutored[-1].passes)
+        elif isinstance(stage, (DiversifyStage, ExpandStage, RetrospectStage)):
+            from builders.synthesize import run_synthesis_stage
+
+            tutored.append(run_synthesis_stage(index, stage, problems, recipe, console))
             passes.extend(tutored[-1].passes)
         elif isinstance(stage, CollectStage):
             shard_rows = recipe.output.shard_rows

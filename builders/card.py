@@ -6,7 +6,7 @@ from pathlib import Path
 
 import yaml
 
-CONFIGS = {"default": "data", "cpt": "cpt", "sft": "sft", "messages": "messages"}
+CONFIGS = {"default": "data", "cpt": "cpt", "sft": "sft", "messages": "messages", "mix": "mix"}
 PLOTS = {"distinct_paths": "Distinct reasoning paths per problem", "pass_at_k": "pass@k against k",
          "pass_rate": "Problems by pass rate"}
 
@@ -22,7 +22,8 @@ def size_category(rows: int) -> str:
 def front_matter(recipe, rows: dict[str, int]) -> dict:
     publish = recipe.publish
     configs = [{"config_name": name, "data_files": [{"split": "train", "path": f"{folder}/*.parquet"}],
-                **({"default": True} if name == "default" else {})} for name, folder in CONFIGS.items()]
+                **({"default": True} if name == "default" else {})} for name, folder in CONFIGS.items()
+               if name in rows]
     return {"license": publish.license, "pretty_name": publish.pretty_name or recipe.name,
             "language": ["en"], "task_categories": ["text-generation", "question-answering"],
             "tags": sorted({"math", "mathforge", "synthetic", *publish.tags}),
@@ -110,7 +111,9 @@ def render_card(recipe, recipe_yaml: str, stats: dict, columns: dict[str, list],
             ["default", rows["default"], "all columns with provenance (problem_id, method, model, seed, …)"],
             ["cpt", rows["cpt"], "`text` for continued pre-training"],
             ["sft", rows["sft"], "`prompt` / `completion`"],
-            ["messages", rows["messages"], "`messages` (chat form)"]]) + "\n",
+            ["messages", rows["messages"], "`messages` (chat form)"],
+            *([["mix", rows["mix"], "`text`, `group`: CPT mix by token ratio (see stats.json `mix`)"]]
+              if "mix" in rows else [])]) + "\n",
         "## How it was built\n",
         _stages_text(recipe) + "\n",
         "## Lineage\n",
@@ -145,6 +148,7 @@ def render_card(recipe, recipe_yaml: str, stats: dict, columns: dict[str, list],
                [[m, s["rows"], s["mean_words"], s["median_words"], s["p90_words"], s["max_words"]]
                 for m, s in length_stats(columns).items()]) + "\n",
         *_tutor_section(stats.get("tutor")),
+        *_synthesis_section(stats),
         "### Plots\n",
         "\n".join(f"![{title}](plots/{name}.png)" for name, title in PLOTS.items()) + "\n",
         "## Recipe\n",
@@ -177,6 +181,23 @@ def _tutor_section(tutor: dict | None) -> list[str]:
     ]
 
 
+def _synthesis_section(stats: dict) -> list[str]:
+    rows = [[m, stats[m]["seed_problems"], stats[m]["requests"], stats[m]["accepted"],
+             ", ".join(f"{k} {v}" for k, v in stats[m]["outcomes"].items())]
+            for m in ("diversify", "expand", "retrospect") if m in stats]
+    out = []
+    if rows:
+        out += ["### Synthesis methods\n", _table(["method", "seed problems", "requests", "rows kept", "outcomes"],
+                                                  rows) + "\n"]
+    if "mix" in stats:
+        mix = stats["mix"]
+        out += ["### CPT mix\n", f"Tokens counted with `{mix['tokenizer']}`.\n",
+                _table(["group", "documents", "tokens", "target ratio", "achieved ratio"],
+                       [[g, r["documents"], r["tokens"], r["target_ratio"], r["achieved_ratio"]]
+                        for g, r in mix["groups"].items()]) + "\n"]
+    return out
+
+
 def _stages_text(recipe) -> str:
     lines = []
     for stage in recipe.stages:
@@ -191,6 +212,12 @@ def _stages_text(recipe) -> str:
                          "verdict comes with the first faulty step and a corrected continuation; the student's steps "
                          "before it + the continuation are kept only if the final answer matches the gold "
                          f"(corpus form: {stage.output}).")
+        elif stage.type in ("diversify", "expand", "retrospect"):
+            lines.append(f"- **{stage.type}**: model `{stage.model.label}`, {stage.k} request(s) per seed problem, "
+                         f"temperature {stage.temperature:g}; replies parsed and verified (see Synthesis methods).")
+        elif stage.type == "mix":
+            lines.append(f"- **mix**: {', '.join(f'{k} {v:g}' for k, v in stage.ratio.items())} by tokens "
+                         f"(`{stage.tokenizer}`){f', budget {stage.token_budget:,}' if stage.token_budget else ''}.")
         elif stage.type == "collect":
             lines.append(f"- **collect**: keep samples whose final answer matches the gold and whose calculator "
                          f"annotations are right; dedup per problem by equation list (`{stage.dedup}` mode, "

@@ -47,7 +47,8 @@ def append_method_rows(columns: dict[str, list], rows: list[dict], method: str, 
     for row in rows:
         problem = row["problem"]
         values = {"problem_id": problem.problem_id, "question": problem.question,
-                  "reference_answer": judge.gold_answer(problem.index), "solution": row["solution"],
+                  "reference_answer": row.get("reference_answer") or judge.gold_answer(problem.index),
+                  "solution": row["solution"],
                   "final_answer": row["final_answer"], "method": method, "model": row["model"],
                   "teacher": row.get("teacher"), "sample_index": row.get("sample_index"), "seed": None,
                   "generation": json.dumps(row.get("generation") or {}, sort_keys=True), "verdict": "correct",

@@ -144,6 +144,69 @@ class TutorStage(Strict):
     checkpoint_every: int = Field(default=100, ge=1)
 
 
+class SynthesisStage(Strict):
+    """Shared settings of the MathGPT sibling methods: one model, k requests per seed problem."""
+
+    model: ModelSpec
+    template: str | None = None   # Jinja over question, solution (the seed problem's gold solution)
+    chat: bool = True
+    k: int = Field(default=4, ge=1)
+    temperature: float = Field(default=0.7, ge=0)
+    max_tokens: int = Field(default=1024, ge=1)
+    seed: int = 0
+    concurrency: int = Field(default=32, ge=1)
+    request_timeout: float = Field(default=600.0, gt=0)
+    max_retries: int = Field(default=5, ge=0)
+    retry_backoff: float = Field(default=1.0, ge=0)
+    max_failure_rate: float = Field(default=0.0, ge=0, le=1)
+    ready_timeout: float = Field(default=120.0, gt=0)
+    checkpoint_every: int = Field(default=100, ge=1)
+
+
+class DiversifyStage(SynthesisStage):
+    """Response diversification: more correct solutions per problem; only new equation lists are kept."""
+
+    type: Literal["diversify"]
+
+
+class ExpandStage(SynthesisStage):
+    """Query expansion: a new problem + solution per sample; kept only when `agree` of `solutions` answers agree."""
+
+    type: Literal["expand"]
+    solutions: int = Field(default=4, ge=1)
+    agree: int = Field(default=3, ge=1)
+
+    @model_validator(mode="after")
+    def reachable_agreement(self) -> "ExpandStage":
+        if self.agree > self.solutions:
+            raise ValueError("`agree` cannot exceed `solutions`")
+        return self
+
+
+class RetrospectStage(SynthesisStage):
+    """Retrospective enhancement: solutions that go back to an earlier step, marked with [back]."""
+
+    type: Literal["retrospect"]
+
+
+class MixGroup(Strict):
+    """A general corpus for the mix: a JSONL/Parquet file with a `text` column."""
+
+    name: str
+    path: str
+
+
+class MixStage(Strict):
+    """Combine methods' CPT texts and general corpora by token ratio and/or budget (the `mix` config)."""
+
+    type: Literal["mix"]
+    tokenizer: str                      # counts tokens: a local path or a Hub tokenizer id
+    ratio: dict[str, float]             # group -> weight; groups: methods (gold, rft, tutor, ...) and general names
+    general: list[MixGroup] = Field(default_factory=list)
+    token_budget: int | None = Field(default=None, ge=1)
+    seed: int = 0
+
+
 class CollectStage(Strict):
     """Verify, calculator-check, dedup (paper or canonical) and pool samples from several models."""
 
@@ -154,8 +217,9 @@ class CollectStage(Strict):
     workers: int | None = Field(default=None, ge=1)
 
 
-Stage = Annotated[Union[SampleStage, TutorStage, CollectStage], Field(discriminator="type")]
-STAGE_TYPES = ("sample", "tutor", "collect")
+Stage = Annotated[Union[SampleStage, TutorStage, DiversifyStage, ExpandStage, RetrospectStage, MixStage,
+                        CollectStage], Field(discriminator="type")]
+STAGE_TYPES = ("sample", "tutor", "diversify", "expand", "retrospect", "mix", "collect")
 
 
 class Executor(Strict):

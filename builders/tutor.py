@@ -36,6 +36,7 @@ class TutorResult:
     stats: dict
     records_path: Path
     passes: list = field(default_factory=list)
+    method: str = "tutor"
 
 
 def student_samples(samples_path: Path) -> dict[str, list[dict]]:
