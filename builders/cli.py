@@ -111,10 +111,19 @@ def _plan(recipe, out: Optional[Path]) -> None:
                 where = mp.spec.base_url or mp.spec.model
                 out_console.print(f"  {mp.label}: {mp.spec.backend} {where} -> "
                                   f"{mp.samples_path if problems else mp.dir.parent / (mp.label + '-*')}")
-        else:
+        elif stage.type == "collect":
             sampled = any(isinstance(s, SampleStage) for s in recipe.stages)
             out_console.print(f"collect: dedup={stage.dedup}, {len(stage.samples)} listed sample input(s)"
                               f"{' + the sampled models' if sampled else ''}")
+        elif stage.type == "tutor":
+            out_console.print(f"tutor: teacher {stage.teacher.label} ({stage.teacher.backend}) reviews {stage.attempts} "
+                              f"attempt(s) per problem of {stage.student}: up to {count} x {stage.attempts} requests")
+        elif stage.type == "mix":
+            out_console.print(f"mix: {stage.ratio} by tokens of {stage.tokenizer}")
+        else:
+            extra = f" + {stage.solutions} solutions each" if stage.type == "expand" else ""
+            out_console.print(f"{stage.type}: {stage.model.label} ({stage.model.backend}), {count} problems x "
+                              f"{stage.k} requests{extra}")
     out_console.print(f"output: {out or recipe.output_dir()}  (work: {recipe.work_dir()})")
 
 

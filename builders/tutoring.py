@@ -78,23 +78,58 @@ def response_format(schema: dict, name: str) -> dict:
 _STEP_LABEL_RE = re.compile(r"(?im)^[ \t]*\**step[ \t]*\d{1,9}[ \t]*\**[ \t]*(?::|[.)](?=\s))[ \t]*\**[ \t]*")
 
 
+_OPENERS = (re.compile(r"\\\[(?!.*\\\])"), re.compile(r"\\begin\{(\w+\*?)\}(?!.*\\end\{\1\})"))
+_DISPLAY_START = re.compile(r"^(\\\[|\$\$|\\begin\{)")
+
+
 def split_steps(solution: str) -> list[str]:
-    """A solution's steps: its non-empty lines, stripped; a final `#### n` answer becomes its own last step."""
+    """A solution's steps: its non-empty lines, stripped; a display-math block (`\\[ ... \\]`, `$$ ... $$`,
+    `\\begin{env} ... \\end{env}`, one line or several) belongs to the step before it; a final `#### n` answer
+    becomes its own last step."""
     if not isinstance(solution, str):
         return []
-    steps = [line.strip() for line in solution.splitlines()]
-    steps = [line for line in steps if line]
+    steps: list[str] = []
+    open_block = None
+    for raw in solution.splitlines():
+        line = raw.strip()
+        if not line:
+            continue
+        if open_block is not None:
+            steps[-1] += "\n" + line
+            if _closes(line, open_block):
+                open_block = None
+            continue
+        block = _opens(line)
+        if steps and _DISPLAY_START.match(line):
+            steps[-1] += "\n" + line
+        else:
+            steps.append(line)
+        open_block = block
     if steps:
         last = steps[-1]
         cut = last.rfind("####")
-        if cut > 0 and last[:cut].strip():
+        if cut > 0 and last[:cut].strip() and "\n" not in last[cut:]:
             steps[-1:] = [last[:cut].strip(), last[cut:].strip()]
     return steps
 
 
+def _opens(line: str) -> str | None:
+    """The delimiter a line leaves open: `\\]`, `$$` or `\\end{env}` (None when balanced)."""
+    if line.count("$$") % 2:
+        return "$$"
+    if _OPENERS[0].search(line):
+        return "\\]"
+    match = _OPENERS[1].search(line)
+    return f"\\end{{{match.group(1)}}}" if match else None
+
+
+def _closes(line: str, delimiter: str) -> bool:
+    return (line.count("$$") % 2 == 1) if delimiter == "$$" else delimiter in line
+
+
 def numbered(steps: list[str]) -> str:
-    """`Step 1: ...` lines, one per step."""
-    return "\n".join(f"Step {i}: {step}" for i, step in enumerate(steps, 1))
+    """`Step 1: ...` per step; the further lines of a multi-line step are indented under it."""
+    return "\n".join(f"Step {i}: " + step.replace("\n", "\n    ") for i, step in enumerate(steps, 1))
 
 
 def prompt_fields(question: str, steps: list[str]) -> dict:

@@ -17,14 +17,8 @@ import pytest
 from builders import synthetic
 from builders.fake_openai import FakeOpenAI, FaultPlan, solver_reply
 from builders.generate import cut_at_stop, request_payload, sample_seed
+from conftest import CLI, run
 
-CLI = [sys.executable, "-c", "from builders.cli import main; main()"]
-
-
-def run(*args, timeout=300, **kwargs):
-    env = {**os.environ, "COLUMNS": "200"}
-    return subprocess.run([*CLI, *map(str, args)], capture_output=True, text=True, timeout=timeout, env=env,
-                          **kwargs)
 
 
 @pytest.fixture
@@ -298,6 +292,8 @@ def test_every_shipped_recipe_validates_and_dry_runs_offline(tmp_path):
     root = Path(__file__).parent.parent
     for recipe in sorted((root / "recipes").glob("*.yaml")):
         assert run("validate", recipe).returncode == 0, recipe
+        dry = run("build", recipe, "--dry-run", cwd=tmp_path, env={"HF_HUB_OFFLINE": "1"})
+        assert dry.returncode == 0 and "output:" in dry.stdout, (recipe, dry.stderr)
     result = run("build", root / "recipes" / "offline-tiny.yaml", "--dry-run", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert "16 problems x 1 model(s) x 4 = 64 requests" in result.stdout

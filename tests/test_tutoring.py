@@ -8,6 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from builders import tutoring
 from builders.prompts import render
 from builders.tutoring import (
     MAX_CHARS,
@@ -350,3 +351,31 @@ def test_exchange_text_first_step_and_correct():
     assert "Steps 1 to 2 are kept" in text
     ok = exchange_text(QUESTION, STEPS, TeacherReply("correct", None, None), STUDENT)
     assert "The solution is correct." in ok and "Corrected solution" not in ok and ok.rstrip().endswith(STUDENT)
+
+
+LATEX_SOLUTION = r"""First, the area is
+\[
+A = \frac{1}{2} \cdot 6 \cdot 4
+\]
+so $A = 12$.
+Then the perimeter is $6 + 4 + \sqrt{52}$.
+$$ P \approx 17.2 $$
+\begin{align}
+x &= 1 \\
+y &= 2
+\end{align}
+#### 12"""
+
+
+def test_numbering_survives_multiline_latex_steps_and_composition_keeps_them_verbatim():
+    steps = tutoring.split_steps(LATEX_SOLUTION)
+    assert len(steps) == 4 and steps[0].endswith("\\]") and "\\end{align}" in steps[2] and steps[3] == "#### 12"
+    text = tutoring.numbered(steps)
+    starts = [line for line in text.splitlines() if line.startswith("Step ")]
+    assert [line.split(":")[0] for line in starts] == ["Step 1", "Step 2", "Step 3", "Step 4"]
+    assert starts[2] == "Step 3: Then the perimeter is $6 + 4 + \\sqrt{52}$."
+    reply = tutoring.TeacherReply("wrong", 3, "Then the perimeter is $6 + 4 + \\sqrt{52} \\approx 17.2$.\n#### 12")
+    amplified = tutoring.compose(steps, reply)
+    kept = "\n".join(LATEX_SOLUTION.splitlines()[:5])  # the first two steps, every line as written
+    assert amplified.startswith(kept + "\n") and amplified.endswith("#### 12")
+    assert tutoring.split_steps(amplified)[:2] == steps[:2]  # renumbering the result keeps the same steps
