@@ -211,6 +211,10 @@ async def one_sample(document, generate, spec: dict, index: int) -> dict:
             result = await generate(dict(payload))
         except RequestFailed as exc:
             reason = exc.reason
+            if not exc.retryable and "response_format" in payload and reason.startswith("http 4"):
+                payload.pop("response_format")  # no structured output on this server: the text parser takes over
+                PROGRESS["structured_refused"] += 1
+                continue
             if not exc.retryable:
                 return {"sample_index": index, "seed": seed, "status": "failed", "error": reason,
                         "attempts": attempt + 1}

@@ -118,3 +118,33 @@ output:
     assert sum(stats["faulty_step"].values()) == 7
     card = (build / "README.md").read_text()
     assert "### Tutorship" in card and "87.5%" in card
+
+
+def test_a_server_without_structured_output_falls_back_to_the_text_parser(tmp_path):
+    """The teacher answers 400 to any request carrying response_format; plain text replies are parsed."""
+    rows = synthetic.problems(3, seed=5)
+    synthetic.write_gold(rows, tmp_path / "gold.jsonl")
+    answers = {row["question"]: int(row["answer"].rsplit("#### ", 1)[1]) for row in rows}
+
+    def reply(payload):
+        text = payload.get("prompt") or payload["messages"][-1]["content"]
+        if "### Instruction" in text:
+            return "We add the numbers.\nThen we are done.\n#### 1"
+        question = re.search(r"Problem:\n(.*?)\n\n", text, re.S).group(1)
+        return (f"Verdict: wrong\nFirst wrong step: 2\nExplanation: the total is off.\n"
+                f"Correction: Add all of them.\n#### {answers[question]}")
+
+    refuse_schema = FaultPlan(permanent=lambda payload: "response_format" in payload)
+    with FakeOpenAI(reply=reply, faults=refuse_schema) as server:
+        spec = f"{{name: m, backend: endpoint, model: m, base_url: {server.url}}}"
+        recipe = tmp_path / "r.yaml"
+        recipe.write_text(f"name: fb\nversion: 1.0.0\nsources:\n  - path: {tmp_path / 'gold.jsonl'}\nstages:\n"
+                          f"  - type: sample\n    k: 2\n    temperature: 0\n    models: [{spec}]\n"
+                          f"  - type: tutor\n    student: m\n    teacher: {spec}\n  - type: collect\n"
+                          f"output:\n  dir: {tmp_path}/b/{{name}}/{{version}}\n  work_dir: {tmp_path}/w\n")
+        result = run("build", recipe)
+        assert result.returncode == 0, result.stderr
+        assert server.counts["fault:400"] == 3  # one refused structured request per attempt, then plain text
+    records = pq.read_table(next((tmp_path / "w" / "tutor").glob("*/records.parquet"))).to_pylist()
+    assert [r["status"] for r in records] == ["ok"] * 3 and all(r["fix_accepted"] for r in records)
+    assert all(r["amplified"].startswith("We add the numbers.\nAdd all of them.") for r in records)
