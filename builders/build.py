@@ -54,7 +54,8 @@ def load_sources_split(sources: list[Source]) -> list[list[Problem]]:
 
 def run_collect(problems: list[Problem], sample_paths: list[str], out_dir: str | Path, dedup: str = "paper",
                 include_gold: bool = True, workers: int | None = None, overwrite: bool = False,
-                shard_rows: int = 100_000, release=None, synthesized: list | None = None) -> BuildResult:
+                shard_rows: int = 100_000, release=None, synthesized: list | None = None,
+                decontaminate=None) -> BuildResult:
     """Collect samples against gold problems and write the corpus (Parquet shards + stats.json)."""
     out_dir = Path(out_dir)
     if out_dir.exists() and any(out_dir.iterdir()) and not overwrite:
@@ -67,12 +68,33 @@ def run_collect(problems: list[Problem], sample_paths: list[str], out_dir: str |
     for result in synthesized or []:  # tutor, diversify, expand, retrospect: verified rows and their statistics
         append_method_rows(columns, result.rows, result.method, judge, str(result.records_path))
         stats[result.method] = result.stats
+    if decontaminate is not None:
+        columns, stats["decontamination"] = decontaminate_columns(columns, decontaminate)
     extra = None if release is None else (lambda staging: release(staging, columns, stats))
     shards = write_output(out_dir, columns, stats, overwrite, shard_rows, extra)
     return BuildResult(out_dir, shards, stats, time.perf_counter() - started)
 
 
 METHODS = ("gold", "rft", "tutor", "diversify", "expand", "retrospect")
+
+
+def decontaminate_columns(columns: dict[str, list], spec) -> tuple[dict[str, list], dict]:
+    """Flag or drop rows sharing an n-gram with any declared evaluation set; counts per set for the card."""
+    from collections import Counter
+
+    from builders import decontam
+
+    flags = [False] * len(columns["problem_id"])
+    per_set = {}
+    for eval_set in spec.eval_sets:
+        hits = decontam.contaminated(columns, decontam.load_eval_texts(eval_set), spec.n)
+        per_set[eval_set.name] = sum(hits)
+        flags = [a or b for a, b in zip(flags, hits)]
+    by_method = Counter(m for m, f in zip(columns["method"], flags) if f)
+    report = {"n": spec.n, "action": spec.action, "rows_flagged": sum(flags), "by_eval_set": per_set,
+              "by_method": dict(sorted(by_method.items())),
+              "problems": sorted({p for p, f in zip(columns["problem_id"], flags) if f})}
+    return decontam.apply(columns, flags, spec.action), report
 
 
 def check_mix(recipe: Recipe) -> None:
@@ -133,6 +155,7 @@ def run_recipe(recipe: Recipe, out_dir: str | Path | None = None, overwrite: boo
                 write_release(staging, recipe, columns, stats, lin, shard_rows)
 
             result = run_collect(problems, stage.samples + sampled, out_dir, stage.dedup, stage.include_gold,
-                                 workers or stage.workers, overwrite, shard_rows, release, tutored)
+                                 workers or stage.workers, overwrite, shard_rows, release, tutored,
+                                 recipe.decontaminate)
             result.passes = passes
     return result

@@ -137,6 +137,10 @@ def render_card(recipe, recipe_yaml: str, stats: dict, columns: dict[str, list],
                  f"{stats['distinct'] / max(stats['problems'], 1):.2f}"]]) + "\n",
         "Rejected samples by reason: " + (", ".join(f"{k} {v}" for k, v in stats["rejected"].items()) or "none")
         + ".\n",
+        *([f"Decontamination ({stats['decontamination']['n']}-gram overlap with "
+            f"{', '.join(stats['decontamination']['by_eval_set'])}): {stats['decontamination']['rows_flagged']} "
+            f"row(s) {'dropped' if stats['decontamination']['action'] == 'drop' else 'flagged'}.\n"]
+          if stats.get("decontamination") else []),
         "### Per model\n",
         _table(["model", "samples", "correct", "kept", "only solver"],
                [[name, m["samples"], m["correct"], m["kept"], m["only_solver"]]

@@ -19,6 +19,7 @@ SCHEMA = pa.schema([
     ("generation", pa.string()), ("verdict", pa.string()), ("verifier", pa.string()),
     ("equations", pa.list_(pa.string())), ("equation_key", pa.string()), ("source", pa.string()),
     ("cpt_text", pa.string()),  # set when a method's CPT form is not the row's question + solution (tutor)
+    ("contaminated", pa.bool_()),  # decontamination verdict (null when the recipe declares no eval sets)
 ])
 SHARD_ROWS = 100_000
 
@@ -53,7 +54,7 @@ def append_method_rows(columns: dict[str, list], rows: list[dict], method: str, 
                   "teacher": row.get("teacher"), "sample_index": row.get("sample_index"), "seed": None,
                   "generation": json.dumps(row.get("generation") or {}, sort_keys=True), "verdict": "correct",
                   "verifier": judge.verifier, "equations": judge.equations(row["solution"]), "equation_key": None,
-                  "source": source, "cpt_text": row.get("cpt_text")}
+                  "source": source, "cpt_text": row.get("cpt_text"), "contaminated": None}
         for name in SCHEMA.names:
             columns[name].append(values[name])
 
@@ -65,7 +66,7 @@ def _answer_text(answer) -> str:
 def _append(columns, problem, reference, solution, final, method, model, index, seed, generation, verdict,
             verifier, equations, key, source) -> None:
     values = (problem.problem_id, problem.question, reference, solution, final, method, model, None, index,
-              seed, generation, verdict, verifier, equations, key, source, None)
+              seed, generation, verdict, verifier, equations, key, source, None, None)
     for name, value in zip(SCHEMA.names, values):
         columns[name].append(value)
 

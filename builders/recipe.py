@@ -241,6 +241,32 @@ class Templates(Strict):
     system: str | None = None      # optional system message for the `messages` config
 
 
+class EvalSet(Strict):
+    """A benchmark whose questions must not leak into the corpus."""
+
+    name: str
+    path: str | None = None
+    hub: str | None = None
+    config: str | None = None
+    split: str = "test"
+    revision: str | None = None
+    column: str | None = None  # the question column (default: question / query / problem)
+
+    @model_validator(mode="after")
+    def one_location(self) -> "EvalSet":
+        if (self.path is None) == (self.hub is None):
+            raise ValueError("give exactly one of `path` or `hub`")
+        return self
+
+
+class Decontaminate(Strict):
+    """n-gram overlap (default 13 words) of corpus questions and solutions with these evaluation sets."""
+
+    eval_sets: list[EvalSet] = Field(min_length=1)
+    n: int = Field(default=13, ge=1)
+    action: Literal["drop", "flag"] = "drop"
+
+
 class Publish(Strict):
     """Dataset-card metadata and how rows become training text (configs default, cpt, sft, messages)."""
 
@@ -269,6 +295,7 @@ class Recipe(Strict):
     sources: list[Source] = Field(min_length=1)
     stages: list[Stage] = Field(min_length=1)
     executor: Executor = Executor()
+    decontaminate: Decontaminate | None = None
     publish: Publish = Publish()
     output: Output = Output()
     _file: str = PrivateAttr(default="")

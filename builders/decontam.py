@@ -1,0 +1,55 @@
+"""Decontamination: n-gram overlap of corpus questions and solutions with declared evaluation sets."""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from builders.errors import InputError
+
+WORD_RE = re.compile(r"[a-z0-9]+")
+
+
+def words(text: str) -> list[str]:
+    return WORD_RE.findall(text.lower())
+
+
+def ngrams(text: str, n: int) -> set[tuple[str, ...]]:
+    """Word n-grams of a lowercased, punctuation-free text; a text shorter than n words is one gram."""
+    tokens = words(text)
+    if len(tokens) < n:
+        return {tuple(tokens)} if tokens else set()
+    return {tuple(tokens[i:i + n]) for i in range(len(tokens) - n + 1)}
+
+
+def load_eval_texts(spec) -> list[str]:
+    """The questions of one evaluation set (local JSONL/Parquet or a Hub dataset)."""
+    from builders.sources import load_hub, load_local
+
+    if spec.path:
+        if not Path(spec.path).is_file():
+            raise InputError("evaluation set not found", spec.path, key="decontaminate.eval_sets")
+        problems = load_local(spec.path, spec.name, spec.column, None)
+    else:
+        problems = load_hub(spec.hub, spec.config, spec.split, spec.revision, spec.column, None)
+    return [p.question for p in problems]
+
+
+def contaminated(columns: dict[str, list], eval_texts: list[str], n: int) -> list[bool]:
+    """Per corpus row: does its question or solution share an n-gram with any evaluation question?"""
+    index: set[tuple[str, ...]] = set()
+    for text in eval_texts:
+        index |= ngrams(text, n)
+    flags = []
+    for question, solution in zip(columns["question"], columns["solution"]):
+        flags.append(bool(index & ngrams(question, n)) or bool(index & ngrams(solution, n)))
+    return flags
+
+
+def apply(columns: dict[str, list], flags: list[bool], action: str) -> dict[str, list]:
+    """`drop` removes flagged rows; `flag` keeps them with `contaminated: true`."""
+    if action == "flag":
+        return {**columns, "contaminated": flags}
+    keep = [i for i, flag in enumerate(flags) if not flag]
+    out = {name: [values[i] for i in keep] for name, values in columns.items()}
+    out["contaminated"] = [False] * len(keep)
+    return out
