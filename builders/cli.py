@@ -291,6 +291,37 @@ def train(ctx: typer.Context, kind: str = typer.Argument(..., help="cpt (continu
     entry(kind, [str(config), *ctx.args])
 
 
+@app.command("eval")
+def evaluate(model: str = typer.Argument(..., help="A model directory or Hub id (transformers, vllm) or a served name."),
+             benchmark: str = typer.Option(..., help="gsm8k, math, or a JSONL/Parquet with question/answer."),
+             split: str = typer.Option("test"), n: int = typer.Option(1, min=1, help="Samples per question."),
+             temperature: float = typer.Option(0.0, min=0.0), max_tokens: int = typer.Option(512, min=1),
+             backend: str = typer.Option("transformers", help="transformers (local server), vllm, endpoint."),
+             base_url: Optional[str] = typer.Option(None, help="endpoint backend: server URL without /v1."),
+             api_key_env: Optional[str] = typer.Option(None, help="Name of the variable holding the API key."),
+             limit: Optional[int] = typer.Option(None, min=1, help="Only the first N questions."),
+             chat: bool = typer.Option(False, help="Chat form (default: the RFT Alpaca completion prompt)."),
+             out: Path = typer.Option(Path("evals/latest"), help="Report directory.")) -> None:
+    """Accuracy (maj1@1), maj1@k, unbiased pass@k and distinct reasoning paths, graded like the builders grade."""
+    from eval.run import evaluate as run_eval
+
+    if backend not in ("transformers", "vllm", "sglang", "endpoint"):
+        _fail(InputError(f"unknown backend {backend!r}", key="--backend"))
+    try:
+        report = run_eval(model, benchmark, out, split, n, temperature, backend, base_url, api_key_env, limit,
+                          max_tokens, chat, console=console)
+    except Exception as exc:
+        _fail(_hub_error(exc))
+    table = Table(title=f"{model} on {benchmark} ({report['questions']} questions, n={n}, T={temperature:g})")
+    for column in ("k", "maj1@k", "pass@k"):
+        table.add_column(column, justify="right")
+    for k in report["pass_at_k"]:
+        table.add_row(k, f"{report['maj_at_k'][k]:.2%}", f"{report['pass_at_k'][k]:.2%}")
+    out_console.print(table)
+    out_console.print(f"accuracy (maj1@1) {report['accuracy']:.2%}; distinct paths per question "
+                      f"{report['distinct_paths_mean']}; report: {out / 'report.md'}")
+
+
 @app.command("tiny-model")
 def tiny_model(out: Path = typer.Argument(..., help="Directory for the model and tokenizer."),
                hidden: int = typer.Option(64, min=8), layers: int = typer.Option(2, min=1),
