@@ -76,7 +76,10 @@ output:
         result = run("build", recipe, timeout=600)
         assert result.returncode == 0, result.stderr
         payloads = list(teacher.payloads)
-    assert len(payloads) >= 12 and all(p["response_format"]["type"] == "json_schema" for p in payloads)
+    structured = [p for p in payloads if rows[7]["question"] not in p["messages"][-1]["content"]]
+    assert len(structured) == 11 and all(p["response_format"]["type"] == "json_schema" for p in structured)
+    # the 400 on problem 7 is retried once without response_format (servers that refuse structured output)
+    assert [("response_format" in p) for p in payloads if p not in structured] == [True, False]
 
     records_path = next((tmp_path / "work" / "tutor-test" / "1.0.0" / "tutor").glob("*/records.parquet"))
     records = {r["idx"]: r for r in pq.read_table(records_path).to_pylist()}
