@@ -99,3 +99,13 @@ def corpus(tmp_path):
     server.stop()
 
 
+
+
+@pytest.fixture(autouse=True)
+def _watchdog():
+    """A test still running after 15 minutes dumps every thread's traceback and ends the run: CI never hangs."""
+    import faulthandler
+
+    faulthandler.dump_traceback_later(900, repeat=False, exit=True)
+    yield
+    faulthandler.cancel_dump_traceback_later()
