@@ -91,7 +91,21 @@ class Quota(Strict):
     max_samples: int = Field(ge=1)
 
 
-class SampleStage(Strict):
+class Requests(Strict):
+    """How a stage's requests are sent: timeouts, retries, tolerated failures, readiness, checkpoints."""
+
+    request_timeout: float = Field(default=600.0, gt=0)
+    max_retries: int = Field(default=5, ge=0)
+    retry_backoff: float = Field(default=1.0, ge=0)
+    max_failure_rate: float = Field(default=0.0, ge=0, le=1)
+    ready_timeout: float = Field(default=120.0, gt=0)
+    checkpoint_every: int = Field(default=100, ge=1)
+
+    def request_settings(self) -> dict:
+        return {name: getattr(self, name) for name in Requests.model_fields}
+
+
+class SampleStage(Requests):
     """Sample k reasoning paths per problem from each model (defaults: the RFT paper's k=100, T=0.7)."""
 
     type: Literal["sample"]
@@ -105,12 +119,6 @@ class SampleStage(Strict):
     prompt: Prompt = Prompt()
     quota: Quota | None = None
     concurrency: int = Field(default=64, ge=1)
-    request_timeout: float = Field(default=600.0, gt=0)
-    max_retries: int = Field(default=5, ge=0)
-    retry_backoff: float = Field(default=1.0, ge=0)
-    max_failure_rate: float = Field(default=0.0, ge=0, le=1)
-    ready_timeout: float = Field(default=120.0, gt=0)
-    checkpoint_every: int = Field(default=100, ge=1)
     response_format: dict | None = None  # passed as is (e.g. a json_schema for structured output)
 
     @model_validator(mode="after")
@@ -121,7 +129,7 @@ class SampleStage(Strict):
         return self
 
 
-class TutorStage(Strict):
+class TutorStage(Requests):
     """Tutorship amplification: a teacher reviews a student's sampled solutions step by step and corrects them."""
 
     type: Literal["tutor"]
@@ -136,15 +144,9 @@ class TutorStage(Strict):
     max_tokens: int = Field(default=1024, ge=1)
     seed: int = 0
     concurrency: int = Field(default=32, ge=1)
-    request_timeout: float = Field(default=600.0, gt=0)
-    max_retries: int = Field(default=5, ge=0)
-    retry_backoff: float = Field(default=1.0, ge=0)
-    max_failure_rate: float = Field(default=0.0, ge=0, le=1)
-    ready_timeout: float = Field(default=120.0, gt=0)
-    checkpoint_every: int = Field(default=100, ge=1)
 
 
-class SynthesisStage(Strict):
+class SynthesisStage(Requests):
     """Shared settings of the MathGPT sibling methods: one model, k requests per seed problem."""
 
     model: ModelSpec
@@ -155,12 +157,6 @@ class SynthesisStage(Strict):
     max_tokens: int = Field(default=1024, ge=1)
     seed: int = 0
     concurrency: int = Field(default=32, ge=1)
-    request_timeout: float = Field(default=600.0, gt=0)
-    max_retries: int = Field(default=5, ge=0)
-    retry_backoff: float = Field(default=1.0, ge=0)
-    max_failure_rate: float = Field(default=0.0, ge=0, le=1)
-    ready_timeout: float = Field(default=120.0, gt=0)
-    checkpoint_every: int = Field(default=100, ge=1)
 
 
 class DiversifyStage(SynthesisStage):

@@ -48,11 +48,8 @@ class SynthesisResult:
 
 def as_sampling(stage, k: int | None = None, response_format: dict | None = None) -> SampleStage:
     return SampleStage(type="sample", models=[stage.model], k=k or stage.k, temperature=stage.temperature,
-                       max_tokens=stage.max_tokens, seed=stage.seed, stop=[], prompt=Prompt(chat=stage.chat),
-                       concurrency=stage.concurrency, request_timeout=stage.request_timeout,
-                       max_retries=stage.max_retries, retry_backoff=stage.retry_backoff,
-                       max_failure_rate=stage.max_failure_rate, ready_timeout=stage.ready_timeout,
-                       checkpoint_every=stage.checkpoint_every, response_format=response_format)
+                       max_tokens=stage.max_tokens, seed=stage.seed, prompt=Prompt(chat=stage.chat),
+                       concurrency=stage.concurrency, response_format=response_format, **stage.request_settings())
 
 
 def replies(passes) -> dict[str, list[dict]]:

@@ -50,12 +50,9 @@ def student_samples(samples_path: Path) -> dict[str, list[dict]]:
 def teacher_stage(stage: TutorStage) -> SampleStage:
     """The teacher's requests as a one-sample-per-document sampling pass (same runner, cache, retries)."""
     schema = tutoring.response_format(tutoring.TEACHER_SCHEMA, "teacher_review") if stage.structured else None
-    return SampleStage(type="sample", models=[stage.teacher], k=1, temperature=stage.temperature, top_p=1.0,
-                       max_tokens=stage.max_tokens, seed=stage.seed, stop=[], prompt=Prompt(chat=stage.chat),
-                       concurrency=stage.concurrency, request_timeout=stage.request_timeout,
-                       max_retries=stage.max_retries, retry_backoff=stage.retry_backoff,
-                       max_failure_rate=stage.max_failure_rate, ready_timeout=stage.ready_timeout,
-                       checkpoint_every=stage.checkpoint_every, response_format=schema)
+    return SampleStage(type="sample", models=[stage.teacher], k=1, temperature=stage.temperature,
+                       max_tokens=stage.max_tokens, seed=stage.seed, prompt=Prompt(chat=stage.chat),
+                       concurrency=stage.concurrency, response_format=schema, **stage.request_settings())
 
 
 def attempts(stage: TutorStage, problems: list[Problem], samples: dict[str, list[dict]]) -> list[dict]:
