@@ -16,3 +16,10 @@ class InputError(Exception):
         if self.file:
             where = f"{self.file}:{self.line}: " if self.line else f"{self.file}: "
         return f"{where}{self.key + ': ' if self.key else ''}{self.message}"
+
+
+def yaml_error(exc, file: str) -> InputError:
+    """A YAML parse error as an InputError at the line where the parser stopped."""
+    mark = getattr(exc, "problem_mark", None)
+    return InputError(f"malformed YAML: {getattr(exc, 'problem', None) or exc}", file,
+                      mark.line + 1 if mark else None)

@@ -213,7 +213,6 @@ async def one_sample(document, generate, spec: dict, index: int) -> dict:
             reason = exc.reason
             if not exc.retryable and "response_format" in payload and reason.startswith("http 4"):
                 payload.pop("response_format")  # no structured output on this server: the text parser takes over
-                PROGRESS["structured_refused"] += 1
                 continue
             if not exc.retryable:
                 return {"sample_index": index, "seed": seed, "status": "failed", "error": reason,
@@ -251,15 +250,11 @@ async def sample_problem(document, generate, spec: dict) -> dict:
         start = len(samples)
         batch = await asyncio.gather(*(one_sample(document, generate, spec, start + i) for i in range(size)))
         samples.extend(batch)
-        correct += sum(1 for s in batch if s["status"] == "ok" and is_correct(s["text"], spec_gold(document)))
+        correct += sum(1 for s in batch if s["status"] == "ok" and is_correct(s["text"], document.metadata.get("gold")))
         rounds_left -= 1
         if quota is not None and correct >= quota["correct"]:
             break
     return {"samples": samples}
-
-
-def spec_gold(document) -> str | None:
-    return document.metadata.get("gold")
 
 
 # --------------------------------------------------------------------------- running a pass

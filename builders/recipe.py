@@ -8,7 +8,7 @@ from typing import Annotated, Literal, Union
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
 
-from builders.errors import InputError
+from builders.errors import InputError, yaml_error
 
 SEMVER_RE = re.compile(r"^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)(?:-[0-9A-Za-z.-]+)?(?:\+[0-9A-Za-z.-]+)?$")
 
@@ -329,12 +329,10 @@ def load_recipe(path: str | Path) -> Recipe:
         node = yaml.compose(text, Loader=yaml.SafeLoader)
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        raise InputError(f"malformed YAML: {getattr(exc, 'problem', None) or exc}", str(path),
-                         mark.line + 1 if mark else None) from None
+        raise yaml_error(exc, str(path)) from None
     if not isinstance(data, dict):
         raise InputError("a recipe is a YAML mapping", str(path), 1)
-    lines = _line_map(node)
+    lines = line_map(node)
     try:
         recipe = Recipe.model_validate(data)
     except ValidationError as exc:
@@ -343,17 +341,17 @@ def load_recipe(path: str | Path) -> Recipe:
     return recipe
 
 
-def _line_map(node, prefix: tuple = ()) -> dict[tuple, int]:
+def line_map(node, prefix: tuple = ()) -> dict[tuple, int]:
     """Key path -> 1-based line, for every mapping key and sequence item in the YAML tree."""
     lines: dict[tuple, int] = {prefix: node.start_mark.line + 1} if node is not None else {}
     if isinstance(node, yaml.MappingNode):
         for key, value in node.value:
             path = prefix + (key.value,)
             lines[path] = key.start_mark.line + 1
-            lines.update({k: v for k, v in _line_map(value, path).items() if k != path})
+            lines.update({k: v for k, v in line_map(value, path).items() if k != path})
     elif isinstance(node, yaml.SequenceNode):
         for index, value in enumerate(node.value):
-            lines.update(_line_map(value, prefix + (index,)))
+            lines.update(line_map(value, prefix + (index,)))
     return lines
 
 

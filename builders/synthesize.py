@@ -10,7 +10,6 @@ import pyarrow.parquet as pq
 
 from builders import prompts, synthesis
 from builders.equations import annotations, paper_key
-from builders.errors import InputError
 from builders.generate import Doc, check_models, is_correct, quiet_datatrove, run_docs
 from builders.recipe import Prompt, SampleStage
 from builders.sources import Problem

@@ -33,7 +33,6 @@ def evaluate(model: str, benchmark: str, out: Path, split: str = "test", n: int 
     """Sample n answers per question (greedy when temperature is 0), grade, write report.json/.md and plots."""
     from builders.build import load_sources
     from builders.generate import run_sample_stage
-    from builders.judges import CanonicalJudge
     from builders.recipe import ModelSpec, Output, Prompt, Recipe, SampleStage
 
     spec = ModelSpec(name="model", backend="local" if backend == "transformers" else backend, model=model,

@@ -5,7 +5,6 @@ import json
 from pathlib import Path
 
 import pyarrow.parquet as pq
-import pytest
 from markdown_it import MarkdownIt
 
 from conftest import run

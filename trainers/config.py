@@ -6,7 +6,8 @@ from pathlib import Path
 
 import yaml
 
-from builders.errors import InputError
+from builders.errors import InputError, yaml_error
+from builders.recipe import line_map
 
 # Settings of the papers, one flag away. A key set in the YAML (or on the command line) wins over the preset.
 PRESETS = {
@@ -41,23 +42,23 @@ def parser():
     return TrlParser((MathforgeArguments, ScriptArguments, SFTConfig, ModelConfig))
 
 
-def load_yaml(path: Path) -> dict:
+def load_yaml(path: Path) -> tuple[dict, dict]:
+    """The config mapping and, for error messages, the line of every key (the recipe loader's line map)."""
     try:
-        data = yaml.safe_load(path.read_text())
+        text = path.read_text()
+        node, data = yaml.compose(text, Loader=yaml.SafeLoader), yaml.safe_load(text)
     except OSError as exc:
         raise InputError(f"cannot read config: {exc.strerror}", str(path)) from None
     except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        raise InputError(f"malformed YAML: {getattr(exc, 'problem', exc)}", str(path),
-                         mark.line + 1 if mark else None) from None
+        raise yaml_error(exc, str(path)) from None
     if not isinstance(data, dict):
         raise InputError("a training config is a YAML mapping", str(path), 1)
-    return data
+    return data, line_map(node)
 
 
 def parse(kind: str, config_path: Path, overrides: list[str] | None = None, on_cpu: bool = True):
     """(mathforge, script, training, model) arguments; any key TRL does not know is an InputError (exit 2)."""
-    config = load_yaml(config_path)
+    config, lines = load_yaml(config_path)
     preset = config.get("preset")
     if preset is not None and preset not in PRESETS:
         raise InputError(f"unknown preset {preset!r} (known: {', '.join(PRESETS)})", str(config_path), key="preset")
@@ -68,11 +69,10 @@ def parse(kind: str, config_path: Path, overrides: list[str] | None = None, on_c
     known = {action.dest for action in p._actions}
     unknown = sorted(k for k in merged if k not in known)
     if unknown:
-        lines = {k: _line_of(config_path, k) for k in unknown}
         first = unknown[0]
         raise InputError(f"unknown key{'s' if len(unknown) > 1 else ''} {', '.join(unknown)}: not a field of TRL's "
                          "ScriptArguments, SFTConfig or ModelConfig, nor a mathforge key", str(config_path),
-                         lines[first], first)
+                         lines.get((first,)), first)
     p.set_defaults_with_config(**merged)
     try:
         margs, script, training, model = p.parse_args_into_dataclasses(args=list(overrides or []))
@@ -115,10 +115,3 @@ def apply_global_batch(margs: MathforgeArguments, training) -> None:
         raise InputError(f"global_batch_size {margs.global_batch_size} is not a multiple of per-device batch x "
                          f"processes = {per_step}", key="global_batch_size")
     training.gradient_accumulation_steps = margs.global_batch_size // per_step
-
-
-def _line_of(path: Path, key: str) -> int | None:
-    for number, line in enumerate(path.read_text().splitlines(), 1):
-        if line.split(":", 1)[0].strip() == key:
-            return number
-    return None
