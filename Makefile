@@ -1,9 +1,10 @@
-# mathforge: `make quickstart` builds a small RFT corpus offline on the CPU; `make test` runs the test suite.
+# mathforge: `make quickstart` trains SFT, builds an RFT corpus, retrains and compares, offline on the CPU;
+# `make test` runs the test suite; `make smoke` runs the two small offline build recipes.
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: install quickstart test bench-collect bench-generation bench-train clean
+.PHONY: install quickstart smoke test bench-collect bench-generation bench-train clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -15,6 +16,9 @@ $(BIN)/.installed: pyproject.toml
 install: $(BIN)/.installed
 
 quickstart: install
+	HF_HUB_OFFLINE=1 $(BIN)/mathforge quickstart --out build/quickstart --overwrite
+
+smoke: install
 	$(BIN)/mathforge synth --out build/quickstart --problems 200 --models 4 --seeds 10
 	$(BIN)/mathforge build recipes/offline-collect.yaml --overwrite
 	HF_HUB_OFFLINE=1 $(BIN)/mathforge build recipes/offline-tiny.yaml --overwrite

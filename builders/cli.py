@@ -296,7 +296,7 @@ def evaluate(model: str = typer.Argument(..., help="A model directory or Hub id 
              benchmark: str = typer.Option(..., help="gsm8k, math, or a JSONL/Parquet with question/answer."),
              split: str = typer.Option("test"), n: int = typer.Option(1, min=1, help="Samples per question."),
              temperature: float = typer.Option(0.0, min=0.0), max_tokens: int = typer.Option(512, min=1),
-             backend: str = typer.Option("transformers", help="transformers (local server), vllm, endpoint."),
+             backend: str = typer.Option("transformers", help="transformers (mathforge's batch server on the CPU), local (transformers serve), vllm, sglang, endpoint."),
              base_url: Optional[str] = typer.Option(None, help="endpoint backend: server URL without /v1."),
              api_key_env: Optional[str] = typer.Option(None, help="Name of the variable holding the API key."),
              limit: Optional[int] = typer.Option(None, min=1, help="Only the first N questions."),
@@ -305,7 +305,7 @@ def evaluate(model: str = typer.Argument(..., help="A model directory or Hub id 
     """Accuracy (maj1@1), maj1@k, unbiased pass@k and distinct reasoning paths, graded like the builders grade."""
     from eval.run import evaluate as run_eval
 
-    if backend not in ("transformers", "vllm", "sglang", "endpoint"):
+    if backend not in ("transformers", "local", "vllm", "sglang", "endpoint"):
         _fail(InputError(f"unknown backend {backend!r}", key="--backend"))
     try:
         report = run_eval(model, benchmark, out, split, n, temperature, backend, base_url, api_key_env, limit,
@@ -320,6 +320,48 @@ def evaluate(model: str = typer.Argument(..., help="A model directory or Hub id 
     out_console.print(table)
     out_console.print(f"accuracy (maj1@1) {report['accuracy']:.2%}; distinct paths per question "
                       f"{report['distinct_paths_mean']}; report: {out / 'report.md'}")
+
+
+@app.command()
+def quickstart(out: Path = typer.Option(Path("build/quickstart"), help="Directory for everything the run makes."),
+               quick: bool = typer.Option(False, "--quick", help="The shortened CI form (tiny sizes; ~1 minute)."),
+               seed: int = typer.Option(0, help="Seed of problems, initial weights, training order and sampling."),
+               steps: Optional[int] = typer.Option(None, min=1, help="Training steps of each model."),
+               rft_steps: Optional[int] = typer.Option(None, min=1, help="Steps of the RFT model (default: --steps)."),
+               k: Optional[int] = typer.Option(None, min=1, help="RFT samples per training problem."),
+               train_problems: Optional[int] = typer.Option(None, min=10),
+               heldout: Optional[int] = typer.Option(None, min=10),
+               overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing --out directory.")) -> None:
+    """Offline on a CPU: train a tiny SFT model, build an RFT corpus from its samples, train on gold + RFT, compare."""
+    from builders.quickstart import Settings, run as run_quickstart
+
+    changes = {key: value for key, value in dict(seed=seed, steps=steps, rft_steps=rft_steps, k=k, train_problems=train_problems,
+                                                  heldout=heldout).items() if value is not None}
+    settings = Settings.quick(**changes) if quick else Settings(**changes)
+    try:
+        summary = run_quickstart(out, settings, overwrite, console)
+    except Exception as exc:
+        _fail(exc)
+    _quickstart_table(summary)
+
+
+def _quickstart_table(summary: dict) -> None:
+    s = summary["settings"]
+    k = s["eval_samples"]
+    table = Table(title=f"held-out: {summary['models'][0]['questions']} problems, greedy accuracy ± 1 standard error; "
+                        f"{k} samples at T={s['temperature']:g}")
+    for column in ("model", "training rows", "accuracy", f"pass@{k}", f"maj1@{k}", "distinct correct paths"):
+        table.add_column(column, justify="left" if column == "model" else "right")
+    for row in summary["models"]:
+        table.add_row(row["model"], f"{row['training_rows']:,}", f"{row['accuracy']:.1%} ± {row['se']:.1%}",
+                      f"{row['pass_at_k']:.1%}", f"{row['maj_at_k']:.1%}", f"{row['distinct_paths']:.2f}")
+    out_console.print(table)
+    c = summary["rft_corpus_stats"]
+    out_console.print(f"RFT corpus {summary['corpus']}: {c['samples']:,} samples, {c['correct']:,} correct, "
+                      f"{c['distinct']:,} distinct reasoning paths kept beside {c['gold_rows']:,} gold rows "
+                      "(card: README.md, plots: plots/)")
+    out_console.print(f"whole run {summary['seconds']:.0f} s; " +
+                      ", ".join(f"{name} {sec:.0f} s" for name, sec in summary["timings"].items()))
 
 
 @app.command("tiny-model")

@@ -37,7 +37,8 @@ def corpus_rows(problems, results, judge, include_gold: bool) -> dict[str, list]
                     None, "correct", judge.verifier, equations, key, None)
         for kept in result.kept:
             generation = json.dumps({"temperature": kept.temperature, "seed": kept.seed}, sort_keys=True)
-            _append(columns, problem, reference, kept.text, _answer_text(kept.answer), "rft", kept.model,
+            # edge whitespace is the sampler's (e.g. the space after "Answer:"), not part of the solution
+            _append(columns, problem, reference, kept.text.strip(), _answer_text(kept.answer), "rft", kept.model,
                     kept.sample_index, kept.seed, generation, "correct", judge.verifier,
                     judge.equations(kept.text), kept.key, kept.source)
     return columns

@@ -136,7 +136,7 @@ def check_models(stage, recipe, specs: list) -> None:
     """Local paths, installed backends, API-key variables, endpoint readiness: before any request is sent."""
     for spec, where in specs:
         file, line, dotted = recipe.where(*where, "model")
-        if spec.backend == "local":
+        if spec.backend in ("local", "batched"):
             path = Path(spec.model)
             if not path.exists() and not spec.build_tiny:
                 raise InputError(f"model directory does not exist: {spec.model}", file, line, dotted)
@@ -290,7 +290,7 @@ def pipeline(mp: ModelPass, tasks: int) -> list:
     from builders.inference import Runner
 
     stage, spec = mp.stage, mp.spec
-    server_type = "endpoint" if spec.backend in ("endpoint", "local") else spec.backend
+    server_type = "endpoint" if spec.backend in ("endpoint", "local", "batched") else spec.backend
     config = InferenceConfig(
         server_type=server_type, model_name_or_path=spec.model, use_chat=stage.prompt.chat,
         endpoint_url=mp.base_url, tp=spec.tp, dp=spec.dp, max_concurrent_generations=stage.concurrency,
@@ -449,7 +449,7 @@ def check_pass(result: PassResult, stage: SampleStage) -> None:
 
 def run_sample_stage(stage_index: int, stage: SampleStage, problems: list[Problem], recipe,
                      console=None) -> list[PassResult]:
-    """Preflight every model, then one pass per model (local models get their own `transformers serve`)."""
+    """Preflight every model, then one pass per model (local/batched models get their own server)."""
     quiet_datatrove()
     preflight(stage_index, stage, problems, recipe)
     return run_docs(stage_index, stage, problem_docs(problems, template_of(stage)), recipe, console)
@@ -457,17 +457,18 @@ def run_sample_stage(stage_index: int, stage: SampleStage, problems: list[Proble
 
 def run_docs(stage_index: int, stage: SampleStage, docs: list[Doc], recipe, console=None,
              kind: str = "samples", keys: list[tuple] | None = None) -> list[PassResult]:
-    """One pass per model of `stage` over prepared documents (local models get their own transformers serve)."""
+    """One pass per model of `stage` over prepared documents (local/batched models get their own server)."""
     from builders.local_server import LocalServer
     from builders.tinymodel import ensure_tiny_model
 
     results = []
     for m, mp in enumerate(plan(stage, docs, recipe.work_dir(), kind)):
         mp.dir.mkdir(parents=True, exist_ok=True)
-        if mp.spec.backend == "local" and not mp.samples_path.exists():
+        if mp.spec.backend in ("local", "batched") and not mp.samples_path.exists():
             if mp.spec.build_tiny:
                 ensure_tiny_model(mp.spec.model)
-            server = LocalServer(mp.spec.model, mp.dir / "server.log", stage.ready_timeout)
+            server = LocalServer(mp.spec.model, mp.dir / "server.log", stage.ready_timeout,
+                                 batched=mp.spec.backend == "batched")
             try:
                 server.start()
             except InputError as exc:  # cite the recipe line of the model that would not start
@@ -497,11 +498,12 @@ def quiet_datatrove() -> None:
     level = os.environ.get("MATHFORGE_LOG_LEVEL", "WARNING")
     original = getattr(executor_base.add_task_logger, "__wrapped__", executor_base.add_task_logger)
 
-    def add_task_logger(*args, **kwargs):
-        logfile = original(*args, **kwargs)
+    def add_task_logger(logging_dir, rank, local_rank=0, *args, **kwargs):
+        # as local rank 1 datatrove's own terminal handler is at ERROR: its "Launching pipeline" line stays in the file
+        logfile = original(logging_dir, rank, 1, *args, **kwargs)
         logger.remove()
         logger.add(logfile, level="DEBUG")
-        logger.add(sys.stderr, level=level)
+        logger.add(sys.stderr, level=level if local_rank == 0 else "ERROR")
         return logfile
 
     def setup_default_logger():

@@ -19,10 +19,14 @@ class RequestFailed(InferenceError):
         super().__init__(None, reason, payload=payload)
 
 
-class HttpxRequests:
-    """Request path shared by the server kinds: one pooled httpx client, a timeout, a Bearer key if given."""
+POOL_SIZE = 32  # httpcore scans every pooled connection per request: many small pools beat one large one
 
-    _client = None
+
+class HttpxRequests:
+    """Request path shared by the server kinds: pooled httpx clients (round robin), a timeout, a Bearer key."""
+
+    _clients: list | None = None
+    _turn = 0
 
     def _headers(self) -> dict:
         """The key is read from the named environment variable here, so no config or log ever holds it."""
@@ -33,12 +37,14 @@ class HttpxRequests:
     def _http(self):
         import httpx
 
-        if self._client is None:
-            limits = httpx.Limits(max_connections=self.config.max_concurrent_generations,
-                                  max_keepalive_connections=self.config.max_concurrent_generations)
-            self._client = httpx.AsyncClient(timeout=self.config.request_timeout, limits=limits,
-                                             headers=self._headers())
-        return self._client
+        if self._clients is None:
+            total = self.config.max_concurrent_generations
+            sizes = [min(POOL_SIZE, total - start) for start in range(0, total, POOL_SIZE)]
+            self._clients = [httpx.AsyncClient(timeout=self.config.request_timeout, headers=self._headers(),
+                                               limits=httpx.Limits(max_connections=n, max_keepalive_connections=n))
+                             for n in sizes]
+        self._turn += 1
+        return self._clients[self._turn % len(self._clients)]
 
     async def is_ready(self) -> bool:
         return await probe_ready(self.get_base_url(), self._headers())
@@ -71,9 +77,9 @@ class HttpxRequests:
         return data
 
     async def server_cleanup(self) -> None:
-        if self._client is not None:
-            await self._client.aclose()
-            self._client = None
+        for client in self._clients or []:
+            await client.aclose()
+        self._clients = None
         await super().server_cleanup()
 
 

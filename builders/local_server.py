@@ -1,4 +1,4 @@
-"""The `local` backend: run `transformers serve MODEL` on 127.0.0.1, wait for /health, stop it afterwards."""
+"""Local model servers on 127.0.0.1 (`local`: transformers serve, `batched`: mathforge's batch server): start, wait, stop."""
 from __future__ import annotations
 
 import os
@@ -31,13 +31,22 @@ def serve_command(model: str, port: int) -> list[str]:
             "--log-level", "warning"]
 
 
-class LocalServer:
-    """A `transformers serve` child process; its log goes to `log_path`, its HF cache dir always exists."""
+def batched_command(model: str, port: int) -> list[str]:
+    return [sys.executable, "-m", "builders.batch_server", model, "--port", str(port), "--device", "cpu"]
 
-    def __init__(self, model: str, log_path: str | Path, ready_timeout: float = 120.0, device: str = "cpu"):
+
+class LocalServer:
+    """A server child process (`transformers serve`, or the batch server when `batched`); its log goes to
+    `log_path`, its HF cache dir always exists."""
+
+    def __init__(self, model: str, log_path: str | Path, ready_timeout: float = 120.0, device: str = "cpu",
+                 batched: bool = False):
         self.model, self.log_path, self.ready_timeout, self.device = model, Path(log_path), ready_timeout, device
+        self.batched = batched
+        self.label = "the batch server" if batched else "`transformers serve`"
         self.port: int | None = None
         self.process: subprocess.Popen | None = None
+        self._cache: str | None = None
 
     @property
     def url(self) -> str:
@@ -47,10 +56,11 @@ class LocalServer:
         self.port = free_port()
         env = dict(os.environ)
         # /v1/models scans the hub cache and answers 500 when the directory does not exist
-        cache = env.get("HF_HUB_CACHE") or tempfile.mkdtemp(prefix="mathforge-hf-cache-")
-        Path(cache).mkdir(parents=True, exist_ok=True)
-        env["HF_HUB_CACHE"] = cache
-        command = serve_command(self.model, self.port)
+        if not env.get("HF_HUB_CACHE"):
+            self._cache = tempfile.mkdtemp(prefix="mathforge-hf-cache-")
+            env["HF_HUB_CACHE"] = self._cache
+        Path(env["HF_HUB_CACHE"]).mkdir(parents=True, exist_ok=True)
+        command = (batched_command if self.batched else serve_command)(self.model, self.port)
         command[command.index("--device") + 1] = self.device
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         log = open(self.log_path, "ab")
@@ -65,7 +75,7 @@ class LocalServer:
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 self.stop()
-                raise InputError(f"`transformers serve` exited with code {self.process.returncode} before it was "
+                raise InputError(f"{self.label} exited with code {self.process.returncode} before it was "
                                  f"healthy:\n{self.log_tail()}", self.model, key="model")
             try:
                 with urllib.request.urlopen(f"{self.url}/health", timeout=2) as response:
@@ -75,7 +85,7 @@ class LocalServer:
                 pass
             time.sleep(0.25)
         self.stop()
-        raise InputError(f"`transformers serve` was not healthy after {self.ready_timeout:.0f} s "
+        raise InputError(f"{self.label} was not healthy after {self.ready_timeout:.0f} s "
                          f"(sample.ready_timeout):\n{self.log_tail()}", self.model, key="model")
 
     def log_tail(self, lines: int = 15) -> str:
@@ -85,6 +95,9 @@ class LocalServer:
             return "(no log)"
 
     def stop(self) -> None:
+        if self._cache:  # the empty cache dir made for /v1/models
+            shutil.rmtree(self._cache, ignore_errors=True)
+            self._cache = None
         if self.process is None or self.process.poll() is not None:
             return
         os.killpg(self.process.pid, signal.SIGTERM)

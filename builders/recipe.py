@@ -54,14 +54,14 @@ class ModelSpec(Strict):
     """One sampling model: where it runs (backend) and how it is reached."""
 
     name: str | None = Field(default=None, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
-    backend: Literal["local", "endpoint", "vllm", "sglang"]
+    backend: Literal["local", "batched", "endpoint", "vllm", "sglang"]
     model: str
     revision: str | None = None
     base_url: str | None = None
     api_key_env: str | None = None
     tp: int = Field(default=1, ge=1)
     dp: int = Field(default=1, ge=1)
-    build_tiny: bool = False  # local backend: build the tiny test model at `model` when it is missing
+    build_tiny: bool = False  # local/batched backends: build the tiny test model at `model` when it is missing
 
     @model_validator(mode="after")
     def reachable(self) -> "ModelSpec":

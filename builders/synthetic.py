@@ -115,3 +115,46 @@ def write_model_dir(rows: list[dict], folder: str | Path, model: int, seeds: int
                 source = rng.choice(row.get("solutions") or [row["answer"]])
                 text = sample(source, weights, local if rng.random() < 0.7 else rng)
                 handle.write(orjson.dumps([[PROMPT.format(query=row["question"]), text]]) + b"\n")
+
+
+def easy_problem(rng: random.Random) -> dict:
+    """A one- or two-step add/sub problem with numbers <= 12 whose solutions are only GSM8K calculator annotations
+    (`<<5+9=14>>` per line, then `#### 14`), so the RFT paper's equation key and calculator check apply; every valid
+    order is listed and the gold `answer` is one of them, picked by the seed (the quickstart's miniature GSM8K)."""
+    name, item = rng.choice(NAMES), rng.choice(ITEMS)
+    kind = rng.randrange(4)
+    a, b, c = rng.randint(1, 12), rng.randint(1, 12), rng.randint(1, 12)
+    if kind == 0:
+        question = f"{name} has {a} {item}. {name} gets {b} more. How many {item} does {name} have now?"
+        orders = [[(a, "+", b)], [(b, "+", a)]]
+    elif kind == 1:
+        a, b = max(a, b), min(a, b)
+        question = f"{name} has {a} {item} and gives away {b}. How many {item} does {name} have left?"
+        orders = [[(a, "-", b)]]
+    elif kind == 2:
+        c = min(c, a + b)
+        question = (f"{name} has {a} {item}. {name} gets {b} more and then gives away {c}. "
+                    f"How many {item} does {name} have now?")
+        orders = [[(a, "+", b), (a + b, "-", c)]] + ([[(a, "-", c), (a - c, "+", b)]] if a >= c else [])
+    else:
+        question = (f"{name} has {a} red {item}, {b} blue {item} and {c} green {item}. "
+                    f"How many {item} does {name} have in total?")
+        orders = [[(a, "+", b), (a + b, "+", c)], [(b, "+", c), (b + c, "+", a)], [(a, "+", c), (a + c, "+", b)]]
+    solutions = list(dict.fromkeys(_equations(steps) for steps in orders))  # equal numbers: equal orders
+    return {"question": question, "answer": rng.choice(solutions), "solutions": solutions}
+
+
+def _equations(steps: list[tuple[int, str, int]]) -> str:
+    lines = [f"<<{x}{op}{y}={x + y if op == '+' else x - y}>>" for x, op, y in steps]
+    return "\n".join(lines) + f"\n#### {lines[-1][2:-2].rsplit('=', 1)[1]}"
+
+
+def easy_problems(n: int, seed: int = 0, exclude: set[str] | None = None) -> list[dict]:
+    """n seeded easy problems with distinct questions, none of them in `exclude`."""
+    rng, seen, out = random.Random(seed), set(exclude or ()), []
+    while len(out) < n:
+        row = easy_problem(rng)
+        if row["question"] not in seen:
+            seen.add(row["question"])
+            out.append(row)
+    return out

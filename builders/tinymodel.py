@@ -36,14 +36,16 @@ def train_tokenizer(texts: list[str], vocab_size: int = 512):
 
 
 def build_tiny_model(out_dir: str | Path, hidden: int = 64, layers: int = 2, heads: int = 4,
-                     vocab_size: int = 512, max_positions: int = 1024, seed: int = 0) -> Path:
-    """Write tokenizer + randomly initialised LlamaForCausalLM (+ a marker file) to `out_dir`; returns it."""
+                     vocab_size: int = 512, max_positions: int = 1024, seed: int = 0,
+                     texts: list[str] | None = None) -> Path:
+    """Write tokenizer (trained on `texts`, default: synthetic problems) + randomly initialised LlamaForCausalLM
+    (+ a marker file) to `out_dir`; returns it."""
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    tokenizer = train_tokenizer(corpus(seed=seed), vocab_size)
+    tokenizer = train_tokenizer(texts or corpus(seed=seed), vocab_size)
     tokenizer.save_pretrained(out_dir)
     config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=hidden, intermediate_size=hidden * 2,
                          num_hidden_layers=layers, num_attention_heads=heads, num_key_value_heads=heads,

@@ -35,7 +35,7 @@ def evaluate(model: str, benchmark: str, out: Path, split: str = "test", n: int 
     from builders.generate import run_sample_stage
     from builders.recipe import ModelSpec, Output, Prompt, Recipe, SampleStage
 
-    spec = ModelSpec(name="model", backend="local" if backend == "transformers" else backend, model=model,
+    spec = ModelSpec(name="model", backend="batched" if backend == "transformers" else backend, model=model,
                      base_url=base_url, api_key_env=api_key_env)
     stage = SampleStage(type="sample", models=[spec], k=n, temperature=temperature, max_tokens=max_tokens,
                         seed=seed, prompt=Prompt(template=template, chat=chat), concurrency=concurrency)

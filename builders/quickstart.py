@@ -1,0 +1,183 @@
+"""`mathforge quickstart`: easy synthetic problems -> SFT -> RFT corpus from its samples -> SFT on gold + RFT -> eval both."""
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import shutil
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import orjson
+import yaml
+
+from builders import synthetic
+from builders.errors import InputError
+
+PROMPT = "Question: {{ question }}\nAnswer:"
+
+
+@dataclass
+class Settings:
+    """Sizes of the miniature; the defaults are the full run (about 6 CPU minutes), `quick()` the CI form."""
+
+    train_problems: int = 2000
+    heldout: int = 300
+    hidden: int = 128
+    layers: int = 4
+    steps: int = 400
+    rft_steps: int | None = None  # None: the same number of steps as the SFT model (equal compute)
+    batch: int = 32
+    learning_rate: float = 2e-3
+    k: int = 8
+    temperature: float = 0.7
+    eval_samples: int = 4
+    max_tokens: int = 40
+    seed: int = 0
+
+    @classmethod
+    def quick(cls, **changes) -> "Settings":
+        return cls(**{**dict(train_problems=120, heldout=40, hidden=64, layers=2, steps=30, k=4, eval_samples=2),
+                      **changes})
+
+
+def write_problems(path: Path, rows: list[dict]) -> None:
+    with open(path, "wb") as handle:
+        for row in rows:
+            handle.write(orjson.dumps({"question": row["question"], "answer": row["answer"]}) + b"\n")
+
+
+def recipe_yaml(name: str, version: str, train: Path, out: Path, s: Settings, model: Path | None) -> dict:
+    """The build recipe: gold only (no model), or gold + RFT samples of `model` (k, T, the paper's dedup)."""
+    stages = []
+    if model is not None:
+        stages.append({"type": "sample", "k": s.k, "temperature": s.temperature, "max_tokens": s.max_tokens,
+                       "seed": s.seed, "concurrency": 256, "checkpoint_every": 1000,
+                       "prompt": {"template": PROMPT},
+                       "models": [{"name": "sft", "backend": "batched", "model": str(model)}]})
+    stages.append({"type": "collect", "dedup": "paper"})
+    return {"name": name, "version": version,
+            "description": "mathforge quickstart: easy synthetic add/sub problems" +
+                           (f", gold + RFT samples (k={s.k}, T={s.temperature:g}) of the SFT model" if model else
+                            ", gold solutions only"),
+            "sources": [{"name": "train", "path": str(train)}], "stages": stages,
+            "publish": {"methods": ["gold", "rft"], "tags": ["quickstart", "synthetic"],
+                        "templates": {"prompt": PROMPT, "completion": " {{ solution }}"}},
+            "output": {"dir": str(out / "builds" / "{name}" / "{version}"),
+                       "work_dir": str(out / "builds" / "{name}" / ".work" / "{version}"), "overwrite": True}}
+
+
+def train_yaml(model: Path, dataset: Path, out: Path, s: Settings, steps: int | None = None) -> dict:
+    """TRL's own config keys: SFTTrainer on the build's `sft` config, the same schedule for both models."""
+    return {"model_name_or_path": str(model), "dataset_name": str(dataset), "dataset_config": "sft",
+            "output_dir": str(out), "max_steps": steps or s.steps, "per_device_train_batch_size": s.batch,
+            "learning_rate": s.learning_rate, "lr_scheduler_type": "cosine", "warmup_steps": 0.05,
+            "max_length": 128, "logging_steps": max(1, s.steps // 8), "save_strategy": "no", "seed": s.seed,
+            "data_seed": s.seed, "disable_tqdm": True}
+
+
+def write_yaml(path: Path, data: dict) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return path
+
+
+def build(recipe_path: Path, console):
+    from builders.build import run_recipe
+    from builders.recipe import load_recipe
+
+    return run_recipe(load_recipe(recipe_path), console=console)
+
+
+def train(config: Path, log: Path) -> dict:
+    """`mathforge train sft CONFIG`, its log (TRL's loss lines, progress bars) in `log` instead of the terminal."""
+    from trainers.run import prepare, train as run_training
+
+    plan = prepare("sft", config)
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with open(log, "w") as handle, contextlib.redirect_stdout(handle), contextlib.redirect_stderr(handle):
+        return run_training(plan)
+
+
+def evaluate(model: Path, heldout: Path, out: Path, s: Settings, n: int, temperature: float, console) -> dict:
+    from eval.run import evaluate as run_eval
+
+    return run_eval(str(model), str(heldout), out, n=n, temperature=temperature, backend="transformers",
+                    max_tokens=s.max_tokens, template=PROMPT, seed=s.seed, concurrency=256, console=console)
+
+
+def standard_error(p: float, n: int) -> float:
+    return math.sqrt(p * (1 - p) / n) if n else 0.0
+
+
+def model_row(name: str, rows: int, greedy: dict, sampled: dict, s: Settings, seconds: float) -> dict:
+    acc, k = greedy["accuracy"], str(s.eval_samples)
+    return {"model": name, "training_rows": rows, "accuracy": acc, "se": round(standard_error(acc, greedy["questions"]), 4),
+            "questions": greedy["questions"], "pass_at_k": sampled["pass_at_k"][k], "maj_at_k": sampled["maj_at_k"][k],
+            "distinct_paths": sampled["distinct_paths_mean"], "train_seconds": round(seconds, 1)}
+
+
+def run(out: Path, s: Settings, overwrite: bool = False, console=None) -> dict:
+    """The whole loop; every number in the returned summary (and the printed table) is measured here."""
+    from builders.tinymodel import build_tiny_model
+
+    if out.exists() and any(out.iterdir()):
+        if not overwrite:
+            raise InputError("output directory exists and is not empty (use --overwrite)", str(out))
+        shutil.rmtree(out)
+    started = time.perf_counter()
+    say = (lambda text: console.print(f"[bold]quickstart[/bold] {text}")) if console else (lambda text: None)
+    data = out / "data"
+    data.mkdir(parents=True)
+    train_rows = synthetic.easy_problems(s.train_problems, seed=s.seed)
+    held = synthetic.easy_problems(s.heldout, seed=s.seed + 10_000, exclude={r["question"] for r in train_rows})
+    write_problems(data / "train.jsonl", train_rows)
+    write_problems(data / "heldout.jsonl", held)
+    texts = [PROMPT.replace("{{ question }}", r["question"]) + " " + sol for r in train_rows for sol in r["solutions"]]
+    init = build_tiny_model(out / "models" / "init", hidden=s.hidden, layers=s.layers, seed=s.seed, texts=texts)
+    say(f"{len(train_rows)} training / {len(held)} held-out problems, tiny Llama d={s.hidden} x {s.layers} layers")
+
+    gold = build(write_yaml(out / "recipes" / "gold.yaml", recipe_yaml("quickstart", "0.1.0", data / "train.jsonl",
+                                                                      out, s, None)), console)
+    say(f"gold corpus: {gold.out_dir}")
+    timings = {}
+    t = time.perf_counter()
+    sft = train(write_yaml(out / "configs" / "sft.yaml", train_yaml(init, gold.out_dir, out / "models" / "sft", s)),
+                out / "logs" / "train-sft.log")
+    timings["train sft"] = time.perf_counter() - t
+    say(f"SFT model: {sft['steps']} steps, loss {sft['first_loss']:.3f} -> {sft['final_loss']:.3f}")
+
+    t = time.perf_counter()
+    rft = build(write_yaml(out / "recipes" / "rft.yaml", recipe_yaml("quickstart", "1.0.0", data / "train.jsonl",
+                                                                    out, s, out / "models" / "sft")), console)
+    timings["sample + build rft corpus"] = time.perf_counter() - t
+    say(f"RFT corpus: {rft.out_dir}")
+    t = time.perf_counter()
+    rft_model = train(write_yaml(out / "configs" / "rft.yaml", train_yaml(init, rft.out_dir, out / "models" / "rft", s, s.rft_steps)),
+                      out / "logs" / "train-rft.log")
+    timings["train rft"] = time.perf_counter() - t
+
+    rows = []
+    for name, summary, seconds in (("SFT (gold)", sft, timings["train sft"]),
+                                   ("RFT (gold + RFT)", rft_model, timings["train rft"])):
+        model = out / "models" / ("sft" if name.startswith("SFT") else "rft")
+        t = time.perf_counter()
+        greedy = evaluate(model, data / "heldout.jsonl", out / "eval" / f"{model.name}-greedy", s, 1, 0.0, console)
+        sampled = evaluate(model, data / "heldout.jsonl", out / "eval" / f"{model.name}-sampled", s,
+                           s.eval_samples, s.temperature, console)
+        timings[f"eval {model.name}"] = time.perf_counter() - t
+        rows.append(model_row(name, corpus_rows(gold.out_dir if model.name == "sft" else rft.out_dir), greedy,
+                              sampled, s, seconds))
+    stats = json.loads((rft.out_dir / "stats.json").read_text())
+    summary = {"settings": asdict(s), "models": rows, "corpus": str(rft.out_dir), "gold_corpus": str(gold.out_dir),
+               "rft_corpus_stats": {k: stats.get(k) for k in ("gold_rows", "samples", "correct", "distinct")},
+               "timings": {k: round(v, 1) for k, v in timings.items()},
+               "seconds": round(time.perf_counter() - started, 1)}
+    (out / "quickstart.json").write_text(json.dumps(summary, indent=1) + "\n")
+    return summary
+
+
+def corpus_rows(build_dir: Path) -> int:
+    manifest = json.loads((build_dir / "manifest.json").read_text())
+    return manifest["rows"]["sft"]
