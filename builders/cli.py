@@ -350,10 +350,10 @@ def _quickstart_table(summary: dict) -> None:
     k = s["eval_samples"]
     table = Table(title=f"held-out: {summary['models'][0]['questions']} problems, greedy accuracy ± 1 standard error; "
                         f"{k} samples at T={s['temperature']:g}")
-    for column in ("model", "training rows", "accuracy", f"pass@{k}", f"maj1@{k}", "distinct correct paths"):
+    for column in ("model", "training rows", "steps", "accuracy", f"pass@{k}", f"maj1@{k}", "distinct correct paths"):
         table.add_column(column, justify="left" if column == "model" else "right")
     for row in summary["models"]:
-        table.add_row(row["model"], f"{row['training_rows']:,}", f"{row['accuracy']:.1%} ± {row['se']:.1%}",
+        table.add_row(row["model"], f"{row['training_rows']:,}", str(row["steps"]), f"{row['accuracy']:.1%} ± {row['se']:.1%}",
                       f"{row['pass_at_k']:.1%}", f"{row['maj_at_k']:.1%}", f"{row['distinct_paths']:.2f}")
     out_console.print(table)
     c = summary["rft_corpus_stats"]

@@ -27,7 +27,7 @@ class Settings:
     hidden: int = 128
     layers: int = 4
     steps: int = 400
-    rft_steps: int | None = None  # None: the same number of steps as the SFT model (equal compute)
+    rft_steps: int | None = None  # None: as many epochs as the SFT model (the paper's protocol), so more steps
     batch: int = 32
     learning_rate: float = 2e-3
     k: int = 8
@@ -111,11 +111,21 @@ def standard_error(p: float, n: int) -> float:
     return math.sqrt(p * (1 - p) / n) if n else 0.0
 
 
-def model_row(name: str, rows: int, greedy: dict, sampled: dict, s: Settings, seconds: float) -> dict:
+def fit(out: Path, name: str, init: Path, corpus: Path, steps: int, s: Settings, timings: dict) -> dict:
+    """Train `models/<name>` from the shared initial weights on a corpus's `sft` config for `steps` steps."""
+    t = time.perf_counter()
+    config = write_yaml(out / "configs" / f"{name}.yaml", train_yaml(init, corpus, out / "models" / name, s, steps))
+    summary = train(config, out / "logs" / f"train-{name}.log")
+    timings[f"train {name}"] = time.perf_counter() - t
+    return summary
+
+
+def model_row(label: str, name: str, rows: int, trained: dict, greedy: dict, sampled: dict, s: Settings) -> dict:
     acc, k = greedy["accuracy"], str(s.eval_samples)
-    return {"model": name, "training_rows": rows, "accuracy": acc, "se": round(standard_error(acc, greedy["questions"]), 4),
+    return {"model": label, "dir": name, "steps": trained["steps"], "training_rows": rows, "accuracy": acc,
+            "se": round(standard_error(acc, greedy["questions"]), 4),
             "questions": greedy["questions"], "pass_at_k": sampled["pass_at_k"][k], "maj_at_k": sampled["maj_at_k"][k],
-            "distinct_paths": sampled["distinct_paths_mean"], "train_seconds": round(seconds, 1)}
+            "distinct_paths": sampled["distinct_paths_mean"], "train_seconds": trained["seconds"]}
 
 
 def run(out: Path, s: Settings, overwrite: bool = False, console=None) -> dict:
@@ -141,11 +151,8 @@ def run(out: Path, s: Settings, overwrite: bool = False, console=None) -> dict:
     gold = build(write_yaml(out / "recipes" / "gold.yaml", recipe_yaml("quickstart", "0.1.0", data / "train.jsonl",
                                                                       out, s, None)), console)
     say(f"gold corpus: {gold.out_dir}")
-    timings = {}
-    t = time.perf_counter()
-    sft = train(write_yaml(out / "configs" / "sft.yaml", train_yaml(init, gold.out_dir, out / "models" / "sft", s)),
-                out / "logs" / "train-sft.log")
-    timings["train sft"] = time.perf_counter() - t
+    timings: dict[str, float] = {}
+    sft = fit(out, "sft", init, gold.out_dir, s.steps, s, timings)
     say(f"SFT model: {sft['steps']} steps, loss {sft['first_loss']:.3f} -> {sft['final_loss']:.3f}")
 
     t = time.perf_counter()
@@ -153,22 +160,21 @@ def run(out: Path, s: Settings, overwrite: bool = False, console=None) -> dict:
                                                                     out, s, out / "models" / "sft")), console)
     timings["sample + build rft corpus"] = time.perf_counter() - t
     say(f"RFT corpus: {rft.out_dir}")
-    t = time.perf_counter()
-    rft_model = train(write_yaml(out / "configs" / "rft.yaml", train_yaml(init, rft.out_dir, out / "models" / "rft", s, s.rft_steps)),
-                      out / "logs" / "train-rft.log")
-    timings["train rft"] = time.perf_counter() - t
-
+    rft_steps = s.rft_steps or round(s.steps * corpus_rows(rft.out_dir) / corpus_rows(gold.out_dir))
+    arms = [("SFT (gold)", "sft", gold.out_dir, sft),
+            ("RFT (gold + RFT)", "rft", rft.out_dir, fit(out, "rft", init, rft.out_dir, rft_steps, s, timings))]
+    if rft_steps != s.steps:  # the RFT model trained longer: the same longer run on gold alone tells how much of
+        arms.append((f"SFT (gold), {rft_steps} steps", "sft-long", gold.out_dir,  # the gain is only compute
+                     fit(out, "sft-long", init, gold.out_dir, rft_steps, s, timings)))
     rows = []
-    for name, summary, seconds in (("SFT (gold)", sft, timings["train sft"]),
-                                   ("RFT (gold + RFT)", rft_model, timings["train rft"])):
-        model = out / "models" / ("sft" if name.startswith("SFT") else "rft")
+    for label, name, corpus, trained in arms:
         t = time.perf_counter()
-        greedy = evaluate(model, data / "heldout.jsonl", out / "eval" / f"{model.name}-greedy", s, 1, 0.0, console)
-        sampled = evaluate(model, data / "heldout.jsonl", out / "eval" / f"{model.name}-sampled", s,
+        greedy = evaluate(out / "models" / name, data / "heldout.jsonl", out / "eval" / f"{name}-greedy", s, 1,
+                          0.0, console)
+        sampled = evaluate(out / "models" / name, data / "heldout.jsonl", out / "eval" / f"{name}-sampled", s,
                            s.eval_samples, s.temperature, console)
-        timings[f"eval {model.name}"] = time.perf_counter() - t
-        rows.append(model_row(name, corpus_rows(gold.out_dir if model.name == "sft" else rft.out_dir), greedy,
-                              sampled, s, seconds))
+        timings[f"eval {name}"] = time.perf_counter() - t
+        rows.append(model_row(label, name, corpus_rows(corpus), trained, greedy, sampled, s))
     stats = json.loads((rft.out_dir / "stats.json").read_text())
     summary = {"settings": asdict(s), "models": rows, "corpus": str(rft.out_dir), "gold_corpus": str(gold.out_dir),
                "rft_corpus_stats": {k: stats.get(k) for k in ("gold_rows", "samples", "correct", "distinct")},

@@ -59,7 +59,12 @@ def test_quickstart_quick_form_end_to_end(tmp_path):
     assert len(heldout) == summary["settings"]["heldout"] and not heldout & {r["question"] for r in rows}
 
     # every number in the table is one measured in this run, by the eval reports and the trained models
-    for row, name, build in zip(summary["models"], ("sft", "rft"), (gold_corpus, corpus)):
+    names = [row["dir"] for row in summary["models"]]
+    assert names[:2] == ["sft", "rft"] and names[2:] in ([], ["sft-long"])
+    rft_steps = summary["models"][1]["steps"]  # as many epochs as SFT: steps x RFT rows / gold rows
+    assert rft_steps == round(summary["settings"]["steps"] * manifest["rows"]["sft"] / methods["gold"])
+    for row in summary["models"]:
+        name, build = row["dir"], corpus if row["dir"] == "rft" else gold_corpus
         greedy = json.loads((out / "eval" / f"{name}-greedy" / "report.json").read_text())
         sampled = json.loads((out / "eval" / f"{name}-sampled" / "report.json").read_text())
         correct = sum(q["correct"] for q in greedy["per_question"])
@@ -68,11 +73,11 @@ def test_quickstart_quick_form_end_to_end(tmp_path):
         assert row["pass_at_k"] == sampled["pass_at_k"][str(summary["settings"]["eval_samples"])]
         trained = json.loads((out / "models" / name / "mathforge-training.json").read_text())
         assert trained["dataset_fingerprint"] == json.loads((build / "manifest.json").read_text())["fingerprint"]
-        assert trained["steps"] == summary["settings"]["steps"]
+        assert trained["steps"] == row["steps"] == (summary["settings"]["steps"] if name == "sft" else rft_steps)
         assert row["training_rows"] == json.loads((build / "manifest.json").read_text())["rows"]["sft"]
         assert f"{row['accuracy']:.1%}" in result.stdout and f"{row['distinct_paths']:.2f}" in result.stdout
     assert manifest["rows"]["sft"] == methods["gold"] + methods["rft"]
-    for step in ("recipes/gold.yaml", "recipes/rft.yaml", "configs/sft.yaml", "configs/rft.yaml"):
+    for step in ("recipes/gold.yaml", "recipes/rft.yaml", *(f"configs/{name}.yaml" for name in names)):
         assert (out / step).exists()  # every step can be rerun by hand with `mathforge build` / `train sft`
 
     again = run("quickstart", "--quick", "--out", out)
