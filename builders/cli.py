@@ -329,14 +329,18 @@ def quickstart(out: Path = typer.Option(Path("build/quickstart"), help="Director
                steps: Optional[int] = typer.Option(None, min=1, help="Training steps of each model."),
                rft_steps: Optional[int] = typer.Option(None, min=1, help="Steps of the RFT model (default: --steps)."),
                k: Optional[int] = typer.Option(None, min=1, help="RFT samples per training problem."),
+               gold_order: Optional[str] = typer.Option(None, help="random (default) or first: the gold solution's "
+                                                         "step order; `first` leaves the other orders to RFT."),
                train_problems: Optional[int] = typer.Option(None, min=10),
                heldout: Optional[int] = typer.Option(None, min=10),
                overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing --out directory.")) -> None:
     """Offline on a CPU: train a tiny SFT model, build an RFT corpus from its samples, train on gold + RFT, compare."""
     from builders.quickstart import Settings, run as run_quickstart
 
-    changes = {key: value for key, value in dict(seed=seed, steps=steps, rft_steps=rft_steps, k=k, train_problems=train_problems,
+    changes = {key: value for key, value in dict(seed=seed, steps=steps, rft_steps=rft_steps, k=k, gold_order=gold_order, train_problems=train_problems,
                                                   heldout=heldout).items() if value is not None}
+    if gold_order not in (None, "random", "first"):
+        _fail(InputError(f"--gold-order is random or first, not {gold_order!r}", key="--gold-order"))
     settings = Settings.quick(**changes) if quick else Settings(**changes)
     try:
         summary = run_quickstart(out, settings, overwrite, console)

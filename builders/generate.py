@@ -359,6 +359,7 @@ def run_pass(mp: ModelPass, docs: list[Doc], executor: Executor, console=None) -
     if mp.samples_path.exists() and mp.failures_path.exists():
         return summarize(mp, docs, 0.0, Counter(), reused=True)
     write_inputs(mp, docs, executor.tasks)
+    repair_last_chunk(mp.dir / "checkpoints", mp.dir / "output")
     logging_dir = mp.dir / f"logs-{int(time.time() * 1000)}"
     steps = pipeline(mp, executor.tasks)
     started = time.perf_counter()
@@ -375,6 +376,27 @@ def run_pass(mp: ModelPass, docs: list[Doc], executor: Executor, console=None) -
     write_parquet(mp.samples_path, rows, SAMPLE_SCHEMA)  # written last: its presence marks the pass done
     (mp.dir / "run-stats.json").write_text(json.dumps(dict(stats), indent=1, sort_keys=True))
     return summarize(mp, docs, seconds, stats)
+
+
+def repair_last_chunk(checkpoints: Path, outputs: Path) -> list[str]:
+    """datatrove rewrites `last_chunk/<rank>.txt` in place, so a kill between its truncate and its write leaves
+    the file empty and every resume then fails on int(''). Rebuild such a marker from what is on disk: chunk c
+    is finished when its output file exists and its checkpoint file is gone (datatrove removes that file just
+    before writing the marker). Returns the ranks repaired."""
+    repaired = []
+    for marker in sorted((checkpoints / "last_chunk").glob("*.txt")):
+        text = marker.read_text().strip()
+        if text.lstrip("-").isdigit():
+            continue
+        rank, chunk = marker.stem, -1
+        while (outputs / f"{rank}_{chunk + 1}.jsonl").exists() and \
+                not (checkpoints / rank / f"chunk_{chunk + 1:05d}.jsonl").exists():
+            chunk += 1
+        tmp = marker.with_suffix(".tmp")
+        tmp.write_text(str(chunk))
+        os.replace(tmp, marker)
+        repaired.append(rank)
+    return repaired
 
 
 def read_outputs(mp: ModelPass, docs: list[Doc]) -> tuple[list[dict], list[dict]]:

@@ -35,6 +35,7 @@ class Settings:
     eval_samples: int = 4
     max_tokens: int = 40
     seed: int = 0
+    gold_order: str = "random"  # or "first": every gold solution in left-to-right order, other orders left to RFT
 
     @classmethod
     def quick(cls, **changes) -> "Settings":
@@ -140,7 +141,7 @@ def run(out: Path, s: Settings, overwrite: bool = False, console=None) -> dict:
     say = (lambda text: console.print(f"[bold]quickstart[/bold] {text}")) if console else (lambda text: None)
     data = out / "data"
     data.mkdir(parents=True)
-    train_rows = synthetic.easy_problems(s.train_problems, seed=s.seed)
+    train_rows = synthetic.easy_problems(s.train_problems, seed=s.seed, gold_order=s.gold_order)
     held = synthetic.easy_problems(s.heldout, seed=s.seed + 10_000, exclude={r["question"] for r in train_rows})
     write_problems(data / "train.jsonl", train_rows)
     write_problems(data / "heldout.jsonl", held)

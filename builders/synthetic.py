@@ -117,10 +117,11 @@ def write_model_dir(rows: list[dict], folder: str | Path, model: int, seeds: int
                 handle.write(orjson.dumps([[PROMPT.format(query=row["question"]), text]]) + b"\n")
 
 
-def easy_problem(rng: random.Random) -> dict:
+def easy_problem(rng: random.Random, gold_order: str = "random") -> dict:
     """A one- or two-step add/sub problem with numbers <= 12 whose solutions are only GSM8K calculator annotations
     (`<<5+9=14>>` per line, then `#### 14`), so the RFT paper's equation key and calculator check apply; every valid
-    order is listed and the gold `answer` is one of them, picked by the seed (the quickstart's miniature GSM8K)."""
+    order is listed and the gold `answer` is one of them, picked by the seed (`gold_order="first"`: always the
+    first, left-to-right order), the quickstart's miniature GSM8K."""
     name, item = rng.choice(NAMES), rng.choice(ITEMS)
     kind = rng.randrange(4)
     a, b, c = rng.randint(1, 12), rng.randint(1, 12), rng.randint(1, 12)
@@ -141,7 +142,8 @@ def easy_problem(rng: random.Random) -> dict:
                     f"How many {item} does {name} have in total?")
         orders = [[(a, "+", b), (a + b, "+", c)], [(b, "+", c), (b + c, "+", a)], [(a, "+", c), (a + c, "+", b)]]
     solutions = list(dict.fromkeys(_equations(steps) for steps in orders))  # equal numbers: equal orders
-    return {"question": question, "answer": rng.choice(solutions), "solutions": solutions}
+    pick = rng.choice(solutions)  # drawn either way, so both orders give the same problems
+    return {"question": question, "answer": pick if gold_order == "random" else solutions[0], "solutions": solutions}
 
 
 def _equations(steps: list[tuple[int, str, int]]) -> str:
@@ -149,11 +151,11 @@ def _equations(steps: list[tuple[int, str, int]]) -> str:
     return "\n".join(lines) + f"\n#### {lines[-1][2:-2].rsplit('=', 1)[1]}"
 
 
-def easy_problems(n: int, seed: int = 0, exclude: set[str] | None = None) -> list[dict]:
+def easy_problems(n: int, seed: int = 0, exclude: set[str] | None = None, gold_order: str = "random") -> list[dict]:
     """n seeded easy problems with distinct questions, none of them in `exclude`."""
     rng, seen, out = random.Random(seed), set(exclude or ()), []
     while len(out) < n:
-        row = easy_problem(rng)
+        row = easy_problem(rng, gold_order)
         if row["question"] not in seen:
             seen.add(row["question"])
             out.append(row)

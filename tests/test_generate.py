@@ -109,7 +109,8 @@ def test_kill9_then_resume(gold):
         with sqlite3.connect(checkpoints / "00000" / "replay.sqlite3") as conn:
             cached = conn.execute("SELECT COUNT(*) FROM request_cache WHERE result IS NOT NULL").fetchone()[0]
         last_chunk = checkpoints / "last_chunk" / "00000.txt"
-        finished_docs = (int(last_chunk.read_text()) + 1) * 3 if last_chunk.exists() else 0
+        marker = last_chunk.read_text().strip() if last_chunk.exists() else ""  # empty: killed mid-write
+        finished_docs = (int(marker) + 1) * 3 if marker else 0
         completed_before = cached + 4 * finished_docs  # requests whose answers were on disk at the kill
         time.sleep(0.5)  # requests in flight at the kill finish on the server side (their client is gone)
         served_before = server.counts["ok"]
@@ -118,14 +119,38 @@ def test_kill9_then_resume(gold):
         assert result.returncode == 0, result.stderr
         stats = json.loads((work / "run-stats.json").read_text())
         not_resampled = 40 - stats["documents_processed"]  # restored whole from datatrove's checkpoints
-        assert stats["cache_hits"] > 0
-        assert stats["cache_hits"] + 4 * not_resampled >= completed_before  # nothing completed was asked again
+        hits = stats.get("cache_hits", 0)
+        assert cached == 0 or hits > 0  # answers in the request cache at the kill are read back, not re-asked
+        assert hits + 4 * not_resampled >= completed_before  # nothing completed was asked again
         assert server.counts["ok"] - served_before == stats["cache_misses"]
-        assert server.counts["ok"] <= 160 + 8  # at most what was in flight at the kill was sent twice
+        # sent twice: at most the replies that had not reached the disk at the kill (datatrove's cache writer
+        # commits from a queue, so under load that can be more than the requests in flight)
+        assert server.counts["ok"] - 160 <= served_before - completed_before
     samples = samples_of(gold["tmp"])
     assert len(samples) == 160
     assert Counter((s["problem_id"], s["sample_index"]) for s in samples).most_common(1)[0][1] == 1
     assert {s["sample_index"] for s in samples} == {0, 1, 2, 3}
+
+
+def test_a_torn_last_chunk_marker_resumes_without_resampling(gold):
+    """datatrove truncates, then writes `last_chunk/<rank>.txt`: a kill between the two leaves it empty and a plain
+    resume dies on int(''). mathforge rebuilds the marker from the outputs on disk and asks nothing again."""
+    with FakeOpenAI(reply=solver_reply(gold["rows"])) as server:
+        recipe = sample_recipe(gold["tmp"], gold["path"], endpoint(server.url))
+        assert run("build", recipe).returncode == 0
+        work = next((gold["tmp"] / "work" / "gen" / "1.0.0" / "samples").iterdir())
+        before = sorted((s["problem_id"], s["sample_index"], s["text"]) for s in samples_of(gold["tmp"]))
+        marker = work / "checkpoints" / "last_chunk" / "00000.txt"
+        assert marker.read_text() == "3"  # 12 problems, 3 per chunk: chunks 0..3 finished
+        for done in ("samples.parquet", "failures.parquet"):
+            (work / done).unlink()  # the pass is unfinished again, as after a kill
+        marker.write_text("")  # the torn write
+        served = server.counts["ok"]
+        result = run("build", recipe, "--overwrite")
+        assert result.returncode == 0, result.stderr[-2000:]
+        assert server.counts["ok"] == served  # every document came back from disk
+        assert marker.read_text() == "3"
+    assert sorted((s["problem_id"], s["sample_index"], s["text"]) for s in samples_of(gold["tmp"])) == before
 
 
 def test_faults_are_retried_and_permanent_failures_recorded(gold):

@@ -34,6 +34,10 @@ def test_easy_problems_list_only_correct_solution_orders_and_held_out_is_disjoin
             assert all(0 <= int(n) <= 36 for n in re.findall(r"\d+", solution))
         orders[len(row["solutions"])] += 1
     assert set(orders) == {1, 2, 3}
+    first = synthetic.easy_problems(300, seed=0, gold_order="first")
+    assert [r["question"] for r in first] == [r["question"] for r in train]
+    assert all(r["answer"] == r["solutions"][0] for r in first)
+    assert sum(r["answer"] != r["solutions"][0] for r in train) > 50  # random: other orders too
 
 
 def test_quickstart_quick_form_end_to_end(tmp_path):
