@@ -135,7 +135,7 @@ def parse_job(payload: dict, engine: Engine) -> Job:
         raise ValueError("give `prompt` or `messages`")
     stop = payload.get("stop") or []
     stop = [stop] if isinstance(stop, str) else list(stop)
-    temperature = float(payload.get("temperature", 1.0) if payload.get("temperature") is not None else 1.0)
+    temperature = float(payload["temperature"]) if payload.get("temperature") is not None else 1.0
     top_p = float(payload.get("top_p") if payload.get("top_p") is not None else 1.0)
     max_tokens = int(payload.get("max_tokens") or payload.get("max_completion_tokens") or 256)
     if temperature < 0 or not 0 < top_p <= 1 or max_tokens < 1:
@@ -153,7 +153,6 @@ class Batcher:
         self.engine, self.max_batch, self.gap, self.max_wait = engine, max_batch, gap, max_wait
         self.queue: asyncio.Queue | None = None
         self.pool = ThreadPoolExecutor(1, thread_name_prefix="generate")
-        self.batches = 0
 
     async def submit(self, job: Job) -> tuple[str, str, int]:
         job.future = asyncio.get_running_loop().create_future()
@@ -177,16 +176,12 @@ class Batcher:
             await self._run(batch)
 
     async def _run(self, batch: list[Job]) -> None:
-        started = time.perf_counter()
         try:
             results = await asyncio.get_running_loop().run_in_executor(self.pool, self.engine.run, batch)
         except Exception as exc:  # every waiting request gets the error as a 500
             for job in batch:
                 job.future.set_exception(exc)
             return
-        self.batches += 1
-        if os.environ.get("MATHFORGE_BATCH_LOG"):
-            print(f"batch {self.batches}: {len(batch)} jobs {time.perf_counter() - started:.3f} s", flush=True)
         for job, result in zip(batch, results):
             job.future.set_result(result)
 
@@ -214,7 +209,10 @@ def make_app(engine: Engine, batcher: Batcher):
     async def complete(request: Request, chat: bool):
         try:
             payload = await request.json()
-            jobs = [parse_job(payload, engine) for _ in range(int(payload.get("n") or 1))]
+            n = int(payload.get("n") or 1)
+            if not 1 <= n <= MAX_BATCH:
+                raise ValueError(f"n must be between 1 and {MAX_BATCH}")
+            jobs = [parse_job(payload, engine) for _ in range(n)]
         except (ValueError, TypeError, KeyError) as exc:
             return JSONResponse({"error": {"message": str(exc), "type": "invalid_request_error"}}, status_code=400)
         for i, job in enumerate(jobs[1:], 1):

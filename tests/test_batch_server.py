@@ -102,7 +102,7 @@ def test_wire_format_limits_stops_n_and_bad_requests(server):
     [(status, chat)] = post_many(server.url, [{"messages": [{"role": "user", "content": PROMPT}], "max_tokens": 4,
                                                "seed": 1}], "/v1/chat/completions")
     assert status == 200 and chat["choices"][0]["message"]["role"] == "assistant"
-    for bad in ({"max_tokens": 3}, request(1, temperature=-1), request(1, top_p=0)):
+    for bad in ({"max_tokens": 3}, request(1, temperature=-1), request(1, top_p=0), request(1, n=10_000)):
         [(status, error)] = post_many(server.url, [bad])
         assert status == 400 and error["error"]["message"]
     assert httpx.get(server.url + "/health").status_code == 200
