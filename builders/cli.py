@@ -340,7 +340,7 @@ def quickstart(out: Path = typer.Option(Path("build/quickstart"), help="Director
     changes = {key: value for key, value in dict(seed=seed, steps=steps, rft_steps=rft_steps, k=k, gold_order=gold_order, train_problems=train_problems,
                                                   heldout=heldout).items() if value is not None}
     if gold_order not in (None, "random", "first"):
-        _fail(InputError(f"--gold-order is random or first, not {gold_order!r}", key="--gold-order"))
+        _fail(InputError(f"the gold step order is random or first, not {gold_order!r}", key="--gold-order"))
     settings = Settings.quick(**changes) if quick else Settings(**changes)
     try:
         summary = run_quickstart(out, settings, overwrite, console)
