@@ -118,11 +118,10 @@ class Engine:
                 break
         else:
             tokens = tokens[: job.max_tokens]
-        text = self.tokenizer.decode(tokens, skip_special_tokens=True)
-        cut = min((i for i in (text.find(s) for s in job.stop) if i >= 0), default=-1)
-        if cut >= 0:
-            text, reason = text[:cut], "stop"
-        return text, reason, len(tokens)
+        from builders.generate import cut_at_stop
+
+        text, stopped = cut_at_stop(self.tokenizer.decode(tokens, skip_special_tokens=True), job.stop)
+        return text, "stop" if stopped else reason, len(tokens)
 
 
 def _as_list(value) -> list:
