@@ -1,2 +1,1 @@
-"""mathforge builders: recipe -> sources -> generate -> verify -> dedup -> publish."""
-__version__ = "0.1.0"
+"""mathforge.builders: recipe -> sources -> stages (sample, synthesize, collect, decontaminate, mix, publish) -> corpus."""

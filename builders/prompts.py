@@ -6,7 +6,7 @@ from functools import lru_cache
 from jinja2 import StrictUndefined, TemplateError, UndefinedError
 from jinja2.sandbox import SandboxedEnvironment
 
-from builders.errors import InputError
+from mathforge.errors import InputError
 
 # The RFT paper's (gsm8k-ScRel) Alpaca prompt; the model continues after "### Response:".
 ALPACA = ("Below is an instruction that describes a task. Write a response that appropriately completes the "

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import orjson
 
-from builders.errors import InputError
+from mathforge.errors import InputError
 
 QUESTION_COLUMNS = ("question", "query", "problem")
 SOLUTION_COLUMNS = ("answer", "response", "solution")
@@ -92,8 +92,8 @@ def load_hub(repo: str, config: str | None = None, split: str = "train", revisio
 
 
 def load_synthetic(n: int, seed: int = 0) -> list[Problem]:
-    """Seeded synthetic GSM8K-style problems (builders.synthetic): a recipe source that needs no file."""
-    from builders import synthetic
+    """Seeded synthetic GSM8K-style problems (mathforge.testing.synthetic): a recipe source that needs no file."""
+    from mathforge.testing import synthetic
 
     rows = synthetic.problems(n, seed)
     return _problems(rows, list(range(1, n + 1)), f"synthetic:{seed}", f"synthetic:{seed}", "question", "answer")
@@ -114,3 +114,27 @@ def _problems(rows: list[dict], numbers: list[int], file: str, source_id: str,
             raise InputError("missing or not a string", file, number, missing)
         problems.append(Problem(index, problem_id(source_id, q), q, s))
     return problems
+
+
+def load_sources(sources: list) -> list[Problem]:
+    """All problems of the recipe's sources, in order (indices renumbered across sources)."""
+    return [p for part in load_sources_split(sources) for p in part]
+
+
+def load_sources_split(sources: list) -> list[list[Problem]]:
+    """The problems of each source (indices already renumbered across sources)."""
+    parts: list[list[Problem]] = []
+    problems: list[Problem] = []
+    for source in sources:
+        if source.path:
+            part = load_local(source.path, source.name, source.columns.question, source.columns.answer)
+        elif source.synthetic:
+            part = load_synthetic(source.synthetic.problems, source.synthetic.seed)
+        else:
+            part = load_hub(source.hub, source.config, source.split, source.revision,
+                            source.columns.question, source.columns.answer)
+        offset = len(problems)
+        renumbered = [Problem(offset + i, p.problem_id, p.question, p.solution) for i, p in enumerate(part)]
+        problems.extend(renumbered)
+        parts.append(renumbered)
+    return parts

@@ -1,1 +1,1 @@
-"""Answer extraction, answer equivalence and benchmark grading (shared with builders)."""
+"""mathforge.eval: benchmark runs (sampling through the generation layer, graded by mathforge.verify) and metrics."""

@@ -6,14 +6,14 @@ import re
 from collections import Counter
 from pathlib import Path
 
-from eval.metrics import distinct_paths, majority, pass_at_k
+from mathforge.eval.metrics import distinct_paths, majority, pass_at_k
 
 BENCHMARKS = {"gsm8k": {"hub": "openai/gsm8k", "config": "main", "question": "question", "answer": "answer"},
               "math": {"hub": "HuggingFaceH4/MATH-500", "config": None, "question": "problem", "answer": "solution"}}
 
 
 def benchmark_source(benchmark: str, split: str):
-    from builders.recipe import Columns, Source
+    from mathforge.builders.recipe import Columns, Source
 
     if benchmark in BENCHMARKS:
         b = BENCHMARKS[benchmark]
@@ -31,9 +31,9 @@ def evaluate(model: str, benchmark: str, out: Path, split: str = "test", n: int 
              limit: int | None = None, max_tokens: int = 512, chat: bool = False, template: str | None = None,
              seed: int = 0, concurrency: int = 16, console=None) -> dict:
     """Sample n answers per question (greedy when temperature is 0), grade, write report.json/.md and plots."""
-    from builders.build import load_sources
-    from builders.generate import run_sample_stage
-    from builders.recipe import ModelSpec, Output, Prompt, Recipe, SampleStage
+    from mathforge.builders.sources import load_sources
+    from mathforge.builders.generation.runner import run_sample_stage
+    from mathforge.builders.recipe import ModelSpec, Output, Prompt, Recipe, SampleStage
 
     spec = ModelSpec(name="model", backend="batched" if backend == "transformers" else backend, model=model,
                      base_url=base_url, api_key_env=api_key_env)
@@ -56,7 +56,7 @@ def evaluate(model: str, benchmark: str, out: Path, split: str = "test", n: int 
 def grade_samples(problems, samples_path: Path, n: int) -> dict:
     import pyarrow.parquet as pq
 
-    from builders.judges import CALCULATOR, OK, CanonicalJudge
+    from mathforge.verify.judges import CALCULATOR, OK, CanonicalJudge
 
     judge = CanonicalJudge(problems)
     by_problem: dict[int, list[dict]] = {}

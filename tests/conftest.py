@@ -9,10 +9,10 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from builders import synthetic  # noqa: E402
-from builders.fake_openai import FakeOpenAI, solver_reply  # noqa: E402
+from mathforge.testing import synthetic  # noqa: E402
+from mathforge.testing.fake_openai import FakeOpenAI, solver_reply  # noqa: E402
 
-CLI = [sys.executable, "-c", "from builders.cli import main; main()"]
+CLI = [sys.executable, "-c", "from mathforge.cli import main; main()"]
 
 
 def run(*args, cwd=None, env=None, timeout=300):
@@ -43,7 +43,7 @@ def screl(tmp_path: Path) -> dict:
 @pytest.fixture(scope="session")
 def tiny_model(tmp_path_factory) -> Path:
     """A tiny Llama (random weights) + BPE tokenizer trained on synthetic problems, built once per session."""
-    from builders.tinymodel import build_tiny_model
+    from mathforge.testing.tinymodel import build_tiny_model
 
     return build_tiny_model(tmp_path_factory.mktemp("tiny") / "model")
 

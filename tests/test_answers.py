@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from eval.answers import boxed_extract, gsm8k_extract, paper_extract, strict_number
-from eval.grader import grade, grade_batch
+from mathforge.verify.answers import boxed_extract, gsm8k_extract, paper_extract, strict_number
+from mathforge.verify.grader import grade, grade_batch
 
 
 @pytest.mark.parametrize("text,expected", [

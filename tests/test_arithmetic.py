@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from builders.arithmetic import Refused, exact_eval, paper_check, python_eval
+from mathforge.verify.arithmetic import Refused, exact_eval, paper_check, python_eval
 
 numbers = st.one_of(st.integers(0, 10**6).map(str), st.decimals(0, 10**4, places=3).map(str),
                     st.sampled_from(["0", "1_000", "0x1f", "1e3", "2.5e-2", "007", "True"]))

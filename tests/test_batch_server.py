@@ -12,7 +12,7 @@ PROMPT = "Ava has 5 apples. A friend gives Ava 3 more."
 
 @pytest.fixture(scope="module")
 def server(tiny_model, tmp_path_factory):
-    from builders.local_server import LocalServer
+    from mathforge.builders.generation.servers import LocalServer
 
     with LocalServer(str(tiny_model), tmp_path_factory.mktemp("bs") / "server.log", batched=True) as running:
         yield running

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 
-CLI = [sys.executable, "-c", "from builders.cli import main; main()"]
+CLI = [sys.executable, "-c", "from mathforge.cli import main; main()"]
 
 
 def run(*args, cwd=None):

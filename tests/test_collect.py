@@ -8,9 +8,9 @@ import orjson
 import pyarrow.parquet as pq
 import pytest
 
-from builders.build import run_collect
-from builders.errors import InputError
-from builders.sources import load_local
+from mathforge.builders.build import run_collect
+from mathforge.errors import InputError
+from mathforge.builders.sources import load_local
 from reference import reference_collect
 
 
@@ -178,7 +178,7 @@ def test_adversarial_annotations_are_rejected_not_run(tmp_path, dedup):
 def test_hub_style_dataset_directory_loads_through_datasets(tmp_path):
     import pyarrow as pa
 
-    from builders.sources import load_hub
+    from mathforge.builders.sources import load_hub
 
     (tmp_path / "ds" / "data").mkdir(parents=True)
     pq.write_table(pa.table({"question": ["q1", "q2"], "answer": ["#### 1", "#### 2"]}),

@@ -6,8 +6,8 @@ import json
 import pyarrow.parquet as pq
 import pytest
 
-from builders import synthetic
-from builders.decontam import contaminated, ngrams
+from mathforge.testing import synthetic
+from mathforge.builders.stages.decontaminate import contaminated, ngrams
 from conftest import run
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from builders.dedup import DUPLICATE, NEW, REPLACED, FarthestSet
+from mathforge.verify.dedup import DUPLICATE, NEW, REPLACED, FarthestSet
 from reference import levenshtein
 
 

@@ -3,10 +3,10 @@ from __future__ import annotations
 
 import json
 
-from builders import synthetic
-from builders.fake_openai import FakeOpenAI, solver_reply
+from mathforge.testing import synthetic
+from mathforge.testing.fake_openai import FakeOpenAI, solver_reply
 from conftest import run
-from eval.metrics import pass_at_k
+from mathforge.eval.metrics import pass_at_k
 
 
 def test_eval_metrics_match_the_seeds(tmp_path):

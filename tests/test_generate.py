@@ -14,9 +14,9 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from builders import synthetic
-from builders.fake_openai import FakeOpenAI, FaultPlan, solver_reply
-from builders.generate import cut_at_stop, request_payload, sample_seed
+from mathforge.testing import synthetic
+from mathforge.testing.fake_openai import FakeOpenAI, FaultPlan, solver_reply
+from mathforge.builders.generation.runner import cut_at_stop, request_payload, sample_seed
 from conftest import CLI, run
 
 
@@ -299,7 +299,7 @@ def test_local_ray_listens_on_loopback_only():
     """Every listening socket of the Ray processes we start is on 127.0.0.1."""
     pytest.importorskip("ray")
     psutil = pytest.importorskip("psutil")
-    code = ("import os, json, psutil, ray\nfrom builders.generate import start_ray\nstart_ray()\n"
+    code = ("import os, json, psutil, ray\nfrom mathforge.builders.generation.runner import start_ray\nstart_ray()\n"
             "ray.get(ray.remote(lambda: 1).remote())\nme = psutil.Process()\n"
             "procs = [p for p in psutil.process_iter(['cmdline']) if 'ray' in ' '.join(p.info['cmdline'] or [])]\n"
             "addrs = set()\nfor p in procs + [me]:\n    try:\n"

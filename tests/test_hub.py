@@ -83,7 +83,7 @@ def test_push_pull_by_version_and_train_from_the_hub(corpus, hub, tmp_path):
                 and TOKEN.encode() in p.read_bytes() and "hf" not in p.relative_to(tmp_path).parts[:1]]
 
     # load_dataset(repo, "sft", revision=...) feeds TRL's SFTTrainer unchanged
-    from builders.tinymodel import build_tiny_model
+    from mathforge.testing.tinymodel import build_tiny_model
 
     model = build_tiny_model(tmp_path / "tiny")
     script = f"""

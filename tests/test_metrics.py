@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from eval.metrics import distinct_paths, maj_at_k, majority, pass_at_k
+from mathforge.eval.metrics import distinct_paths, maj_at_k, majority, pass_at_k
 
 
 def test_pass_at_k_by_hand():

@@ -12,9 +12,9 @@ from conftest import run
 
 
 def test_easy_problems_list_only_correct_solution_orders_and_held_out_is_disjoint():
-    from builders import synthetic
-    from builders.judges import PaperJudge
-    from builders.sources import Problem
+    from mathforge.testing import synthetic
+    from mathforge.verify.judges import PaperJudge
+    from mathforge.builders.sources import Problem
 
     train = synthetic.easy_problems(300, seed=0)
     held = synthetic.easy_problems(100, seed=1, exclude={r["question"] for r in train})
@@ -49,7 +49,7 @@ def test_quickstart_quick_form_end_to_end(tmp_path):
     assert corpus == out / "builds" / "quickstart" / "1.0.0" and gold_corpus == out / "builds" / "quickstart" / "0.1.0"
 
     # the corpus: versioned, verified, card and plots; gold = the training problems, rft = distinct correct paths
-    from builders.manifest import verify
+    from mathforge.builders.publish.manifest import verify
 
     manifest = verify(corpus)
     assert (corpus / "README.md").exists() and len(list((corpus / "plots").glob("*.png"))) == 3

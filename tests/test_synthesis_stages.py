@@ -6,9 +6,9 @@ import re
 
 import pyarrow.parquet as pq
 
-from builders import synthetic
-from builders.fake_openai import FakeOpenAI, prompt_text, solver_reply
-from builders.synthesis import mix
+from mathforge.testing import synthetic
+from mathforge.testing.fake_openai import FakeOpenAI, prompt_text, solver_reply
+from mathforge.builders.stages.mixing import mix
 from conftest import run
 
 
@@ -118,7 +118,7 @@ output:
     expanded = [r for r in corpus if r["method"] == "expand"]
     assert all(r["question"].startswith("NEW ") and r["final_answer"] == r["reference_answer"] for r in expanded)
 
-    # mix: exactly what builders.synthesis.mix selects from the same texts with the same tokenizer and seed
+    # mix: exactly what builders.mix selects from the same texts with the same tokenizer and seed
     from transformers import AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(str(tiny_model))

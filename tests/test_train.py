@@ -47,7 +47,7 @@ def test_sft_loss_goes_down_and_the_card_names_the_dataset(build, tiny_model, tm
 
 
 def test_completion_only_masking_at_the_token_level(build, tiny_model, tmp_path):
-    from trainers.run import build_trainer, prepare
+    from mathforge.trainers.run import build_trainer, prepare
 
     config = write_config(tmp_path, "sft", sft_yaml(tiny_model, build, tmp_path / "o", "max_steps: 1\n"))
     trainer = build_trainer(prepare("sft", config))
@@ -77,7 +77,7 @@ def test_cpt_packs_to_at_least_99_percent_and_learns(build, tiny_model, tmp_path
     assert summary["packing"] == "wrapped" and summary["packing_efficiency"] >= 0.99
     import pyarrow.parquet as pq
 
-    from trainers.run import build_trainer, prepare
+    from mathforge.trainers.run import build_trainer, prepare
 
     texts = pq.read_table(build / "cpt").column("text").to_pylist()
     tokenizer = build_trainer(prepare("cpt", tmp_path / "cpt.yaml")).processing_class
@@ -121,7 +121,7 @@ def test_resume_continues_from_the_saved_step(build, tiny_model, tmp_path):
 
 
 def test_presets_fill_what_the_yaml_does_not_set(tmp_path, build):
-    from trainers.config import parse
+    from mathforge.trainers.config import parse
 
     config = write_config(tmp_path, "p", f"model_name_or_path: m\ndataset_name: {build}\noutput_dir: o\n"
                                          "preset: rft-paper\nper_device_train_batch_size: 4\nlearning_rate: 1.0e-5\n")

@@ -6,8 +6,10 @@ import re
 
 import pyarrow.parquet as pq
 
-from builders import synthetic, tutoring
-from builders.fake_openai import FakeOpenAI, FaultPlan
+from mathforge.testing import synthetic
+
+from mathforge.builders.stages import tutoring
+from mathforge.testing.fake_openai import FakeOpenAI, FaultPlan
 from conftest import run
 
 

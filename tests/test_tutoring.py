@@ -8,9 +8,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from builders import tutoring
-from builders.prompts import render
-from builders.tutoring import (
+from mathforge.builders.stages import tutoring
+from mathforge.builders.prompts import render
+from mathforge.builders.stages.tutoring import (
     MAX_CHARS,
     REASONS,
     TEACHER_PROMPT,

@@ -4,13 +4,13 @@ from __future__ import annotations
 import random
 from pathlib import Path
 
-from builders.errors import InputError
+from mathforge.errors import InputError
 
 
 def resolve_config(ref: str, config: str) -> tuple[Path, dict, list[str]]:
     """(build dir, manifest, parquet files of `config`); errors before any model is loaded."""
-    from builders.hub import resolve
-    from builders.manifest import read_manifest
+    from mathforge.builders.publish.hub import resolve
+    from mathforge.builders.publish.manifest import read_manifest
 
     root = resolve(ref)
     manifest = read_manifest(root)

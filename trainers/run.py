@@ -6,8 +6,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from trainers.config import parse
-from trainers.data import load_config, load_general, mix_by_tokens, resolve_config
+from mathforge.trainers.config import parse
+from mathforge.trainers.data import load_config, load_general, mix_by_tokens, resolve_config
 
 
 @dataclass

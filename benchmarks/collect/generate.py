@@ -7,7 +7,7 @@ from pathlib import Path
 
 import orjson
 
-from builders.synthetic import write_gold, write_model_dir
+from mathforge.testing.synthetic import write_gold, write_model_dir
 
 
 def _write(args) -> None:

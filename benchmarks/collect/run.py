@@ -13,8 +13,8 @@ from pathlib import Path
 ONE_RUN = """
 import json, resource, sys, time
 from pathlib import Path
-from builders.build import run_collect
-from builders.sources import load_local
+from mathforge.builders.build import run_collect
+from mathforge.builders.sources import load_local
 data, dedup, seeds, out = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
 problems = load_local(Path(data) / "gold.jsonl", "gsm8k")
 models = sorted(str(p) for p in Path(data).glob("model*"))

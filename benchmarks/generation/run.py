@@ -1,6 +1,6 @@
 """Generation throughput: a sample stage against a local OpenAI-compatible server with fixed latency.
 
-The server (builders.fake_openai, its own process) answers every completion after exactly LATENCY seconds, so
+The server (mathforge.testing.fake_openai, its own process) answers every completion after exactly LATENCY seconds, so
 concurrency / latency is the best any client can do. The build runs through `mathforge build` (datatrove's
 InferenceRunner with mathforge's request path, request cache and checkpoints on), as a user would run it.
 Prints one JSON line per run and a summary; record the figures in benchmarks/RESULTS.md.
@@ -40,7 +40,7 @@ output:
 
 
 def start_server(latency: float) -> tuple[subprocess.Popen, str]:
-    server = subprocess.Popen([sys.executable, "-m", "builders.fake_openai", "--latency", str(latency)],
+    server = subprocess.Popen([sys.executable, "-m", "mathforge.testing.fake_openai", "--latency", str(latency)],
                               stdout=subprocess.PIPE, text=True)
     return server, server.stdout.readline().strip()
 
@@ -50,7 +50,7 @@ def one_run(url: str, problems: int, k: int, concurrency: int) -> dict:
         recipe = Path(tmp) / "recipe.yaml"
         recipe.write_text(RECIPE.format(problems=problems, k=k, concurrency=concurrency, url=url, tmp=tmp))
         started = time.perf_counter()
-        result = subprocess.run([sys.executable, "-c", "from builders.cli import main; main()", "build", str(recipe)],
+        result = subprocess.run([sys.executable, "-c", "from mathforge.cli import main; main()", "build", str(recipe)],
                                 capture_output=True, text=True)
         wall = time.perf_counter() - started
         if result.returncode != 0:

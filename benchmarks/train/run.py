@@ -55,7 +55,7 @@ def mathforge_run(model: Path, build: Path, out: Path, kind: str = "sft") -> dic
     lines += [f"{k}: {json.dumps(v)}" for k, v in SETTINGS.items()]
     config.write_text("\n".join(lines) + "\n")
     started = time.perf_counter()
-    result = subprocess.run([sys.executable, "-c", "from builders.cli import main; main()", "train", kind,
+    result = subprocess.run([sys.executable, "-c", "from mathforge.cli import main; main()", "train", kind,
                              str(config)], capture_output=True, text=True, cwd=ROOT)
     wall = time.perf_counter() - started
     if result.returncode:
@@ -83,13 +83,13 @@ def main() -> None:
     parser.add_argument("--gold", default=str(ROOT.parent / "shared" / "data" / "gsm8k" / "train.jsonl"))
     parser.add_argument("--repeat", type=int, default=3)
     args = parser.parse_args()
-    from builders.tinymodel import build_tiny_model
+    from mathforge.testing.tinymodel import build_tiny_model
 
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         recipe = tmp / "recipe.yaml"
         recipe.write_text(RECIPE.format(gold=args.gold, tmp=tmp))
-        built = subprocess.run([sys.executable, "-c", "from builders.cli import main; main()", "build", str(recipe)],
+        built = subprocess.run([sys.executable, "-c", "from mathforge.cli import main; main()", "build", str(recipe)],
                                capture_output=True, text=True, cwd=ROOT)
         if built.returncode:
             raise SystemExit(built.stderr)

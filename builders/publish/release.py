@@ -1,16 +1,15 @@
 """A versioned build: corpus shards plus training configs, plots, the dataset card and the manifest."""
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pyarrow as pa
 import yaml
 
-from builders.card import render_card, write_plots
-from builders.corpus import write_shards
-from builders.manifest import fingerprint, file_table, problems_digest, sha256_file, sha256_input, write_manifest
-from builders.render import SCHEMAS, training_views
+from mathforge.builders.publish.card import render_card, write_plots
+from mathforge.builders.publish.corpus import write_shards
+from mathforge.builders.publish.manifest import fingerprint, file_table, problems_digest, sha256_file, sha256_input, write_manifest
+from mathforge.builders.publish.views import SCHEMAS, training_views
 
 
 def canonical_recipe(recipe) -> dict:
@@ -42,45 +41,17 @@ def lineage(recipe, problems_by_source: list[list], passes: list, sample_inputs:
     return {"sources": sources, "models": models, "sample_inputs": inputs}
 
 
-MIX_SCHEMA = pa.schema([("text", pa.string()), ("group", pa.string())])
-
-
-def write_mix(root: Path, stage, cpt: dict[str, list], shard_rows: int, stats: dict) -> int:
-    """The `mix` config: methods' CPT texts and general corpora combined by token ratio / budget."""
-    from transformers import AutoTokenizer
-
-    from builders.sources import read_table
-    from builders.synthesis import mix
-
-    groups: dict[str, list[str]] = {}
-    for text, method in zip(cpt["text"], cpt["method"]):
-        groups.setdefault(method, []).append(text)
-    for general in stage.general:
-        rows, _ = read_table(general.path)
-        groups[general.name] = [r["text"] for r in rows if isinstance(r.get("text"), str)]
-    ratio = {name: weight for name, weight in stage.ratio.items()}
-    for name in ratio:
-        groups.setdefault(name, [])
-    tokenizer = AutoTokenizer.from_pretrained(stage.tokenizer)
-    count = lambda text: len(tokenizer(text, add_special_tokens=False)["input_ids"])  # noqa: E731
-    chosen, report = mix(groups, ratio, stage.token_budget, count, stage.seed)
-    table = pa.table({"text": [t for _, t in chosen], "group": [g for g, _ in chosen]}, schema=MIX_SCHEMA)
-    write_shards(table, root / "mix", shard_rows)
-    stats["mix"] = {"tokenizer": stage.tokenizer, **report}
-    (root / "stats.json").write_text(json.dumps(stats, indent=2, sort_keys=True) + "\n")
-    return table.num_rows
-
-
 def write_release(root: Path, recipe, columns: dict[str, list], stats: dict, lineage_: dict,
-                  shard_rows: int) -> dict:
-    """Add cpt/sft/messages configs, plots, README.md and manifest.json to a staged build directory."""
+                  shard_rows: int, configs: dict[str, pa.Table] | None = None) -> dict:
+    """Add cpt/sft/messages configs (and the stages' extra configs, e.g. `mix`), plots, README.md and
+    manifest.json to a staged build directory."""
     views = training_views(columns, recipe.publish)
     for name, view in views.items():
         write_shards(pa.table(view, schema=SCHEMAS[name]), root / name, shard_rows)
     rows = {"default": len(columns["problem_id"]), **{name: len(v["problem_id"]) for name, v in views.items()}}
-    mix_stage = next((s for s in recipe.stages if s.type == "mix"), None)
-    if mix_stage is not None:
-        rows["mix"] = write_mix(root, mix_stage, views["cpt"], shard_rows, stats)
+    for name, table in (configs or {}).items():
+        write_shards(table, root / name, shard_rows)
+        rows[name] = table.num_rows
     write_plots(root, stats)
     canonical = canonical_recipe(recipe)
     print_ = fingerprint(canonical, lineage_, file_table(root))

@@ -118,7 +118,7 @@ class Engine:
                 break
         else:
             tokens = tokens[: job.max_tokens]
-        from builders.generate import cut_at_stop
+        from mathforge.builders.generation.runner import cut_at_stop
 
         text, stopped = cut_at_stop(self.tokenizer.decode(tokens, skip_special_tokens=True), job.stop)
         return text, "stop" if stopped else reason, len(tokens)

@@ -12,8 +12,8 @@ from pathlib import Path
 import orjson
 import yaml
 
-from builders import synthetic
-from builders.errors import InputError
+from mathforge.testing import synthetic
+from mathforge.errors import InputError
 
 PROMPT = "Question: {{ question }}\nAnswer:"
 
@@ -85,15 +85,15 @@ def write_yaml(path: Path, data: dict) -> Path:
 
 
 def build(recipe_path: Path, console):
-    from builders.build import run_recipe
-    from builders.recipe import load_recipe
+    from mathforge.builders.build import run_recipe
+    from mathforge.builders.recipe import load_recipe
 
     return run_recipe(load_recipe(recipe_path), console=console)
 
 
 def train(config: Path, log: Path) -> dict:
     """`mathforge train sft CONFIG`, its log (TRL's loss lines, progress bars) in `log` instead of the terminal."""
-    from trainers.run import prepare, train as run_training
+    from mathforge.trainers.run import prepare, train as run_training
 
     plan = prepare("sft", config)
     log.parent.mkdir(parents=True, exist_ok=True)
@@ -102,7 +102,7 @@ def train(config: Path, log: Path) -> dict:
 
 
 def evaluate(model: Path, heldout: Path, out: Path, s: Settings, n: int, temperature: float, console) -> dict:
-    from eval.run import evaluate as run_eval
+    from mathforge.eval.run import evaluate as run_eval
 
     return run_eval(str(model), str(heldout), out, n=n, temperature=temperature, backend="transformers",
                     max_tokens=s.max_tokens, template=PROMPT, seed=s.seed, concurrency=256, console=console)
@@ -131,7 +131,7 @@ def model_row(label: str, name: str, rows: int, trained: dict, greedy: dict, sam
 
 def run(out: Path, s: Settings, overwrite: bool = False, console=None) -> dict:
     """The whole loop; every number in the returned summary (and the printed table) is measured here."""
-    from builders.tinymodel import build_tiny_model
+    from mathforge.testing.tinymodel import build_tiny_model
 
     if out.exists() and any(out.iterdir()):
         if not overwrite:

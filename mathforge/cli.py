@@ -12,7 +12,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from builders.errors import InputError
+from mathforge.errors import InputError
 
 app = typer.Typer(help="Build versioned problem-solving corpora for math language models.", no_args_is_help=True,
                   add_completion=False, pretty_exceptions_enable=False)
@@ -52,7 +52,7 @@ def _summary(stats: dict, out_dir: Path, seconds: float) -> None:
 @app.command()
 def validate(recipe: Path = typer.Argument(..., help="Recipe YAML file.")) -> None:
     """Check a recipe against the schema; errors name the file, line and key."""
-    from builders.recipe import load_recipe
+    from mathforge.builders.recipe import load_recipe
 
     try:
         parsed = load_recipe(recipe)
@@ -70,8 +70,8 @@ def build(recipe: Path = typer.Argument(..., help="Recipe YAML file."),
           workers: Optional[int] = typer.Option(None, min=1, help="Worker processes (default: all cores)."),
           dry_run: bool = typer.Option(False, "--dry-run", help="Print the plan and exit.")) -> None:
     """Run a recipe: sources -> stages -> corpus."""
-    from builders.build import run_recipe
-    from builders.recipe import load_recipe
+    from mathforge.builders.build import run_recipe
+    from mathforge.builders.recipe import load_recipe
 
     try:
         parsed = load_recipe(recipe)
@@ -88,9 +88,9 @@ def build(recipe: Path = typer.Argument(..., help="Recipe YAML file."),
 
 def _plan(recipe, out: Optional[Path]) -> None:
     """The --dry-run plan: problems x models x k requests per sample stage, and where everything goes."""
-    from builders.build import load_sources
-    from builders.generate import plan, problem_docs, template_of
-    from builders.recipe import SampleStage
+    from mathforge.builders.sources import load_sources
+    from mathforge.builders.generation.runner import plan, problem_docs, template_of
+    from mathforge.builders.recipe import SampleStage
 
     try:
         problems = load_sources(recipe.sources)
@@ -154,8 +154,8 @@ def collect(gold: Path = typer.Option(..., help="Gold JSONL/Parquet (GSM8K quest
             workers: Optional[int] = typer.Option(None, min=1, help="Worker processes (default: all cores)."),
             overwrite: bool = typer.Option(False, help="Replace an existing output directory.")) -> None:
     """RFT collect for users who already have samples: verify, calculator-check, dedup, union."""
-    from builders.build import run_collect
-    from builders.sources import load_local
+    from mathforge.builders.build import run_collect
+    from mathforge.builders.sources import load_local
 
     try:
         if dedup not in ("paper", "canonical"):
@@ -174,7 +174,7 @@ def synth(out: Path = typer.Option(..., help="Directory for gold.jsonl and model
           seeds: int = typer.Option(10, min=1, help="Samples per problem per model (one seed file each)."),
           seed: int = typer.Option(0, help="Random seed for the problems.")) -> None:
     """Write seeded synthetic problems and pseudo-samples (gsm8k-ScRel layout) for smoke tests."""
-    from builders import synthetic
+    from mathforge.testing import synthetic
 
     rows = synthetic.problems(problems, seed)
     out.mkdir(parents=True, exist_ok=True)
@@ -189,7 +189,7 @@ def push(build: Path = typer.Argument(..., help="A build directory (with manifes
          repo: str = typer.Option(..., help="Hub dataset repo, org/name (created if missing)."),
          private: bool = typer.Option(False, "--private", help="Create the repo private.")) -> None:
     """Upload a build in one commit and tag it v<version> (same fingerprint: no-op; other content: refused)."""
-    from builders.hub import push as push_build
+    from mathforge.builders.publish.hub import push as push_build
 
     try:
         result = push_build(build, repo, private)
@@ -207,8 +207,8 @@ def push(build: Path = typer.Argument(..., help="A build directory (with manifes
 def pull(ref: str = typer.Argument(..., help="org/name@v1.2.0 (or org/name for main), or a build directory."),
          out: Optional[Path] = typer.Option(None, help="Where to put it (default: the mathforge cache).")) -> None:
     """Download a version and check every file's sha256 against its manifest (a local build is checked in place)."""
-    from builders.hub import resolve
-    from builders.manifest import read_manifest
+    from mathforge.builders.publish.hub import resolve
+    from mathforge.builders.publish.manifest import read_manifest
 
     try:
         path = resolve(ref, out)
@@ -226,8 +226,8 @@ def diff(a: str = typer.Argument(..., help="Build directory or org/name@version.
     """Problems added/removed, solutions added/removed per method and model, stats deltas."""
     import json as json_
 
-    from builders.diff import diff_builds
-    from builders.hub import resolve
+    from mathforge.builders.publish.diff import diff_builds
+    from mathforge.builders.publish.hub import resolve
 
     try:
         report = diff_builds(resolve(a), resolve(b))
@@ -257,7 +257,7 @@ def diff(a: str = typer.Argument(..., help="Build directory or org/name@version.
 @app.command("list")
 def list_builds(root: Path = typer.Option(Path("builds"), help="Where builds live (<name>/<version>/).")) -> None:
     """Local builds: name, version, fingerprint, rows, where they were pushed."""
-    from builders.hub import local_builds
+    from mathforge.builders.publish.hub import local_builds
 
     table = Table(title=f"builds under {root}")
     for column in ("name", "version", "fingerprint", "rows", "pushed to", "path"):
@@ -270,7 +270,7 @@ def list_builds(root: Path = typer.Option(Path("builds"), help="Where builds liv
 
 def _hub_error(exc: BaseException) -> BaseException:
     """Hub client errors, without request headers (tokens) and with a one-line reason."""
-    from builders.errors import InputError as Bad
+    from mathforge.errors import InputError as Bad
 
     name = type(exc).__name__
     if name in ("RepositoryNotFoundError", "RevisionNotFoundError", "EntryNotFoundError", "GatedRepoError"):
@@ -284,7 +284,7 @@ def train(ctx: typer.Context, kind: str = typer.Argument(..., help="cpt (continu
                                                   "+ mathforge keys (preset, mix_dataset, mix_ratio, ...)."))\
         -> None:
     """Train on a built corpus with TRL's SFTTrainer; extra `--key value` pairs override the YAML."""
-    from trainers.cli import entry
+    from mathforge.trainers.cli import entry
 
     if kind not in ("cpt", "sft"):
         _fail(InputError(f"unknown training kind {kind!r}: use cpt or sft"))
@@ -303,7 +303,7 @@ def evaluate(model: str = typer.Argument(..., help="A model directory or Hub id 
              chat: bool = typer.Option(False, help="Chat form (default: the RFT Alpaca completion prompt)."),
              out: Path = typer.Option(Path("evals/latest"), help="Report directory.")) -> None:
     """Accuracy (maj1@1), maj1@k, unbiased pass@k and distinct reasoning paths, graded like the builders grade."""
-    from eval.run import evaluate as run_eval
+    from mathforge.eval.run import evaluate as run_eval
 
     if backend not in ("transformers", "local", "vllm", "sglang", "endpoint"):
         _fail(InputError(f"unknown backend {backend!r}", key="--backend"))
@@ -335,7 +335,7 @@ def quickstart(out: Path = typer.Option(Path("build/quickstart"), help="Director
                heldout: Optional[int] = typer.Option(None, min=10),
                overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing --out directory.")) -> None:
     """Offline on a CPU: train a tiny SFT model, build an RFT corpus from its samples, train on gold + RFT, compare."""
-    from builders.quickstart import Settings, run as run_quickstart
+    from mathforge.quickstart import Settings, run as run_quickstart
 
     changes = {key: value for key, value in dict(seed=seed, steps=steps, rft_steps=rft_steps, k=k, gold_order=gold_order, train_problems=train_problems,
                                                   heldout=heldout).items() if value is not None}
@@ -373,7 +373,7 @@ def tiny_model(out: Path = typer.Argument(..., help="Directory for the model and
                hidden: int = typer.Option(64, min=8), layers: int = typer.Option(2, min=1),
                seed: int = typer.Option(0)) -> None:
     """Build a tiny Llama + BPE tokenizer (trained on synthetic problems) for offline smoke tests."""
-    from builders.tinymodel import build_tiny_model
+    from mathforge.testing.tinymodel import build_tiny_model
 
     try:
         path = build_tiny_model(out, hidden=hidden, layers=layers, seed=seed)
@@ -388,7 +388,7 @@ def grade(pairs: Path = typer.Argument(..., help="JSONL rows with `gold` and `pr
           mode: str = typer.Option("auto", help="gsm8k, math or auto."),
           workers: Optional[int] = typer.Option(None, min=1, help="Worker processes (default: all cores).")) -> None:
     """Grade predictions against gold answers on all cores."""
-    from eval.grader import grade_batch
+    from mathforge.verify.grader import grade_batch
 
     try:
         if mode not in ("gsm8k", "math", "auto"):
@@ -406,7 +406,7 @@ def grade(pairs: Path = typer.Argument(..., help="JSONL rows with `gold` and `pr
 
 
 def _read_pairs(path: Path) -> list[dict]:
-    from builders.sources import read_table
+    from mathforge.builders.sources import read_table
 
     rows, numbers = read_table(path)
     for row, number in zip(rows, numbers):

@@ -1,10 +1,12 @@
-"""Decontamination: n-gram overlap of corpus questions and solutions with declared evaluation sets."""
+"""The decontamination step: n-gram overlap of corpus questions and solutions with declared evaluation sets."""
 from __future__ import annotations
 
 import re
+from collections import Counter
 from pathlib import Path
 
-from builders.errors import InputError
+from mathforge.builders.stages.base import BuildState, Stage
+from mathforge.errors import InputError
 
 WORD_RE = re.compile(r"[a-z0-9]+")
 
@@ -23,7 +25,7 @@ def ngrams(text: str, n: int) -> set[tuple[str, ...]]:
 
 def load_eval_texts(spec) -> list[str]:
     """The questions of one evaluation set (local JSONL/Parquet or a Hub dataset)."""
-    from builders.sources import load_hub, load_local
+    from mathforge.builders.sources import load_hub, load_local
 
     if spec.path:
         if not Path(spec.path).is_file():
@@ -53,3 +55,28 @@ def apply(columns: dict[str, list], flags: list[bool], action: str) -> dict[str,
     out = {name: [values[i] for i in keep] for name, values in columns.items()}
     out["contaminated"] = [False] * len(keep)
     return out
+
+
+class Decontaminate(Stage):
+    """Flag or drop candidate rows sharing an n-gram with any declared evaluation set (the recipe's
+    `decontaminate:`; runs right after collect); counts per set and method go to stats.json and the card."""
+
+    type = "decontaminate"
+    stats_key = "decontamination"
+
+    def run(self, state: BuildState) -> None:
+        spec, columns = self.spec, state.columns
+        flags = [False] * len(columns["problem_id"])
+        per_set = {}
+        for eval_set in spec.eval_sets:
+            hits = contaminated(columns, load_eval_texts(eval_set), spec.n)
+            per_set[eval_set.name] = sum(hits)
+            flags = [a or b for a, b in zip(flags, hits)]
+        by_method = Counter(m for m, f in zip(columns["method"], flags) if f)
+        state.columns = apply(columns, flags, spec.action)
+        self.stat_update(state, n=spec.n, action=spec.action, rows_flagged=sum(flags), by_eval_set=per_set,
+                         by_method=dict(sorted(by_method.items())),
+                         problems=sorted({p for p, f in zip(columns["problem_id"], flags) if f}))
+
+    def where(self, state: BuildState, *key) -> tuple[str, int | None, str]:
+        return state.recipe.where("decontaminate", *key)

@@ -3,11 +3,11 @@ from __future__ import annotations
 
 from fractions import Fraction
 
-from builders.arithmetic import paper_check
-from builders.equations import all_equations, annotations, canonical_equation, format_number, paper_key
-from builders.sources import Problem
-from eval.answers import gsm8k_extract, paper_extract, strict_number
-from eval.grader import VERIFIER, grade
+from mathforge.verify.arithmetic import paper_check
+from mathforge.verify.equations import all_equations, annotations, canonical_equation, format_number, paper_key
+from mathforge.builders.sources import Problem
+from mathforge.verify.answers import gsm8k_extract, paper_extract, strict_number
+from mathforge.verify.grader import VERIFIER, grade
 
 UNPARSEABLE, WRONG, CALCULATOR, OK = "unparseable", "wrong", "calculator", "ok"
 

@@ -15,12 +15,12 @@ import orjson
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from builders import prompts
-from builders.errors import InputError
-from builders.inference import RequestFailed
-from builders.recipe import Executor, ModelSpec, SampleStage
-from builders.sources import Problem
-from eval.answers import gsm8k_extract, strict_number
+from mathforge.builders import prompts
+from mathforge.errors import InputError
+from mathforge.builders.generation.client import RequestFailed
+from mathforge.builders.recipe import Executor, ModelSpec, SampleStage
+from mathforge.builders.sources import Problem
+from mathforge.verify.answers import gsm8k_extract, strict_number
 
 SAMPLE_SCHEMA = pa.schema([
     ("problem_id", pa.string()), ("doc_id", pa.string()), ("idx", pa.int64()), ("model", pa.string()), ("model_id", pa.string()),
@@ -159,7 +159,7 @@ def check_models(stage, recipe, specs: list) -> None:
 
 
 def wait_ready(spec: ModelSpec, timeout: float, file: str, line: int | None, key: str) -> None:
-    from builders.inference import probe_ready
+    from mathforge.builders.generation.client import probe_ready
 
     headers = {"Authorization": f"Bearer {os.environ[spec.api_key_env]}"} if spec.api_key_env else {}
     deadline = time.monotonic() + timeout
@@ -287,7 +287,7 @@ def pipeline(mp: ModelPass, tasks: int) -> list:
     from datatrove.pipeline.readers import JsonlReader
     from datatrove.pipeline.writers import JsonlWriter
 
-    from builders.inference import Runner
+    from mathforge.builders.generation.client import Runner
 
     stage, spec = mp.stage, mp.spec
     server_type = "endpoint" if spec.backend in ("endpoint", "local", "batched") else spec.backend
@@ -480,8 +480,8 @@ def run_sample_stage(stage_index: int, stage: SampleStage, problems: list[Proble
 def run_docs(stage_index: int, stage: SampleStage, docs: list[Doc], recipe, console=None,
              kind: str = "samples", keys: list[tuple] | None = None) -> list[PassResult]:
     """One pass per model of `stage` over prepared documents (local/batched models get their own server)."""
-    from builders.local_server import LocalServer
-    from builders.tinymodel import ensure_tiny_model
+    from mathforge.builders.generation.servers import LocalServer
+    from mathforge.testing.tinymodel import ensure_tiny_model
 
     results = []
     for m, mp in enumerate(plan(stage, docs, recipe.work_dir(), kind)):

@@ -9,9 +9,9 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from builders.errors import InputError
-from builders.manifest import read_manifest, verify
-from builders.recipe import SEMVER_RE
+from mathforge.errors import InputError
+from mathforge.builders.publish.manifest import read_manifest, verify
+from mathforge.builders.recipe import SEMVER_RE
 
 REPO_RE = re.compile(r"^(?P<repo>[A-Za-z0-9][\w.-]*/[A-Za-z0-9][\w.-]*)(?:@(?P<revision>[^\s@]+))?$")
 

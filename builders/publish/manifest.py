@@ -6,7 +6,7 @@ import json
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
-from builders.errors import InputError
+from mathforge.errors import InputError
 
 MANIFEST = "manifest.json"
 CARD = "README.md"  # the card shows the fingerprint, so the fingerprint covers every file but the card

@@ -7,10 +7,13 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Literal
 
-from builders.dedup import DUPLICATE, REPLACED, FarthestSet
-from builders.judges import JUDGES, OK, UNPARSEABLE, WRONG
-from builders.samples import SampleSource, completion_of, read_seed_lines, read_table_samples
-from builders.sources import Problem
+from mathforge.builders.publish.corpus import append_method_rows, corpus_rows
+from mathforge.builders.samples import SampleSource, completion_of, discover, read_seed_lines, read_table_samples
+from mathforge.builders.sources import Problem
+from mathforge.builders.stages.base import BuildState, Stage
+from mathforge.builders.stages.collect_stats import build_stats
+from mathforge.verify.dedup import DUPLICATE, REPLACED, FarthestSet
+from mathforge.verify.judges import JUDGES, OK, UNPARSEABLE, WRONG
 
 DedupMode = Literal["paper", "canonical"]
 
@@ -174,3 +177,21 @@ def _scan_table(source: SampleSource, problems: list[Problem], judge, state: _Ra
             state.model_samples[sample.model] += 1
             state.offer(sample.problem, sample.text, judge, sample.model, sample.seed, sample.temperature,
                         source.path, sample.line)
+
+
+class Collect(Stage):
+    """Verify, calculator-check and dedup the samples of every model (listed inputs, then the sample stages' own),
+    pooled as one union; the candidate rows are the gold rows, the kept RFT paths, then the synthesized rows."""
+
+    type = "collect"
+
+    def run(self, state: BuildState) -> None:
+        spec = self.spec
+        sources = [discover(path) for path in spec.samples + state.samples]
+        results, judge = collect(state.problems, sources, spec.dedup, state.workers or spec.workers)
+        self.stat_update(state, **build_stats(state.problems, results, judge, sources, spec.include_gold))
+        columns = corpus_rows(state.problems, results, judge, spec.include_gold)
+        for part in state.synthesized:  # tutor, diversify, expand, retrospect: verified rows of earlier stages
+            append_method_rows(columns, part.rows, part.method, judge, str(part.records_path))
+        state.columns, state.judge = columns, judge
+        state.sample_inputs.extend(spec.samples)

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pyarrow as pa
 
-from builders import prompts
+from mathforge.builders import prompts
 
 SFT_PROMPT = prompts.ALPACA
 SFT_COMPLETION = " {{ solution }}"

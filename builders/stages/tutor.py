@@ -2,18 +2,19 @@
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from builders import prompts, tutoring
-from builders.errors import InputError
-from builders.generate import Doc, check_models, is_correct, quiet_datatrove, run_docs, write_parquet
-from builders.recipe import Prompt, SampleStage, TutorStage
-from builders.sources import Problem
-from eval.answers import gsm8k_extract
+from mathforge.builders import prompts
+from mathforge.builders.stages import tutoring
+from mathforge.builders.stages.base import BuildState, MethodRows, Stage
+from mathforge.errors import InputError
+from mathforge.builders.generation.runner import Doc, check_models, is_correct, quiet_datatrove, run_docs, write_parquet
+from mathforge.builders.recipe import Prompt, SampleStage, TutorStage
+from mathforge.builders.sources import Problem
+from mathforge.verify.answers import gsm8k_extract
 
 RECORD_SCHEMA = pa.schema([
     ("problem_id", pa.string()), ("idx", pa.int64()), ("student", pa.string()), ("teacher", pa.string()),
@@ -25,18 +26,6 @@ RECORD_SCHEMA = pa.schema([
 ])
 DIFFICULTY = (("unsolved (0)", 0.0, 0.0), ("hard (0-0.5)", 0.0, 0.5), ("medium (0.5-1)", 0.5, 1.0),
               ("easy (1)", 1.0, 1.0))
-
-
-@dataclass
-class TutorResult:
-    """Records of every reviewed attempt, the corpus rows of accepted fixes, and the stage's statistics."""
-
-    records: list[dict]
-    rows: list[dict]
-    stats: dict
-    records_path: Path
-    passes: list = field(default_factory=list)
-    method: str = "tutor"
 
 
 def student_samples(samples_path: Path) -> dict[str, list[dict]]:
@@ -68,31 +57,44 @@ def attempts(stage: TutorStage, problems: list[Problem], samples: dict[str, list
     return chosen
 
 
-def run_tutor_stage(index: int, stage: TutorStage, problems: list[Problem], recipe, student_paths: dict[str, Path],
-                    console=None) -> TutorResult:
-    quiet_datatrove()
-    key = ("stages", index)
-    if stage.student not in student_paths:
-        file, line, dotted = recipe.where(*key, "student")
-        raise InputError(f"no earlier sample stage has a model named {stage.student!r} "
-                         f"(sampled: {', '.join(student_paths) or 'none'})", file, line, dotted)
-    template = stage.template or tutoring.TEACHER_PROMPT
-    file, line, dotted = recipe.where(*key, "template")
-    prompts.check_template(template, file, dotted, tutoring.prompt_fields("Q?", ["a", "b"]))
-    sampling = teacher_stage(stage)
-    check_models(sampling, recipe, [(stage.teacher, key + ("teacher",))])
-    chosen = attempts(stage, problems, student_samples(student_paths[stage.student]))
-    docs = [Doc(f"{a['problem'].problem_id}:{a['row']['sample_index']}", a["problem"].index,
-                a["problem"].problem_id, prompts.render(template, tutoring.prompt_fields(a["problem"].question,
-                                                                                         a["steps"])), a["gold"])
-            for a in chosen]
-    passes = run_docs(index, sampling, docs, recipe, console, kind="tutor", keys=[key + ("teacher",)])
-    replies = teacher_replies(passes[0].samples_path)
-    records = [review(a, replies.get(d.id), stage) for a, d in zip(chosen, docs)]
-    records_path = passes[0].samples_path.with_name("records.parquet")
-    write_parquet(records_path, records, RECORD_SCHEMA)
-    rows = [corpus_row(r, a, stage) for r, a in zip(records, chosen) if r["fix_accepted"]]
-    return TutorResult(records, rows, tutor_stats(records), records_path, passes)
+class Tutor(Stage):
+    """A teacher reviews the first `attempts` samples of an earlier-sampled student per problem; a verified
+    correction (final answer equal to the gold) becomes a `tutor` row."""
+
+    type = "tutor"
+    stats_key = "tutor"
+
+    def check(self, state: BuildState) -> None:
+        template = self.spec.template or tutoring.TEACHER_PROMPT
+        file, line, dotted = self.where(state, "template")
+        prompts.check_template(template, file, dotted, tutoring.prompt_fields("Q?", ["a", "b"]))
+
+    def run(self, state: BuildState) -> None:
+        stage, key = self.spec, ("stages", self.index)
+        quiet_datatrove()
+        student_paths = {p.label: p.samples_path for p in state.passes}
+        if stage.student not in student_paths:
+            file, line, dotted = self.where(state, "student")
+            raise InputError(f"no earlier sample stage has a model named {stage.student!r} "
+                             f"(sampled: {', '.join(student_paths) or 'none'})", file, line, dotted)
+        template = stage.template or tutoring.TEACHER_PROMPT
+        sampling = teacher_stage(stage)
+        check_models(sampling, state.recipe, [(stage.teacher, key + ("teacher",))])
+        chosen = attempts(stage, state.problems, student_samples(student_paths[stage.student]))
+        docs = [Doc(f"{a['problem'].problem_id}:{a['row']['sample_index']}", a["problem"].index,
+                    a["problem"].problem_id,
+                    prompts.render(template, tutoring.prompt_fields(a["problem"].question, a["steps"])), a["gold"])
+                for a in chosen]
+        passes = run_docs(self.index, sampling, docs, state.recipe, state.console, kind="tutor",
+                          keys=[key + ("teacher",)])
+        replies = teacher_replies(passes[0].samples_path)
+        records = [review(a, replies.get(d.id), stage) for a, d in zip(chosen, docs)]
+        records_path = passes[0].samples_path.with_name("records.parquet")
+        write_parquet(records_path, records, RECORD_SCHEMA)
+        rows = [corpus_row(r, a, stage) for r, a in zip(records, chosen) if r["fix_accepted"]]
+        state.passes.extend(passes)
+        state.synthesized.append(MethodRows(self.type, rows, records_path))
+        self.stat_update(state, **tutor_stats(records))
 
 
 def teacher_replies(samples_path: Path) -> dict[str, dict]:

@@ -10,7 +10,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from builders.errors import InputError
+from mathforge.errors import InputError
 
 SCHEMA = pa.schema([
     ("problem_id", pa.string()), ("question", pa.string()), ("reference_answer", pa.string()),

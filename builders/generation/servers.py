@@ -12,7 +12,7 @@ import time
 import urllib.request
 from pathlib import Path
 
-from builders.errors import InputError
+from mathforge.errors import InputError
 
 
 def free_port() -> int:
@@ -32,7 +32,7 @@ def serve_command(model: str, port: int) -> list[str]:
 
 
 def batched_command(model: str, port: int) -> list[str]:
-    return [sys.executable, "-m", "builders.batch_server", model, "--port", str(port), "--device", "cpu"]
+    return [sys.executable, "-m", "mathforge.builders.generation.batch_server", model, "--port", str(port), "--device", "cpu"]
 
 
 class LocalServer:

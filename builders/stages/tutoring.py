@@ -5,13 +5,14 @@ import json
 import re
 from dataclasses import dataclass
 
-from eval.answers import gsm8k_extract
+from mathforge.verify.answers import gsm8k_extract
 
 MAX_CHARS = 100_000       # a reply is read up to this many characters; the rest is ignored
 MAX_JSON_STARTS = 4096    # at most this many `{` positions are tried as the start of a JSON object
 
 # Rejection reasons: short, stable strings (counted in build stats and asserted in tests).
 EMPTY, TRUNCATED, REFUSAL, MALFORMED = "empty", "truncated", "refusal", "malformed"
+MISSING_ANSWER = "missing answer"  # shared by the synthesis methods that need a `#### n` final line
 BAD_VERDICT, STEP_OUT_OF_RANGE = "bad verdict", "step out of range"
 MISSING_CORRECTION, CORRECTION_WITHOUT_ANSWER = "missing correction", "correction without answer"
 REASONS = (EMPTY, TRUNCATED, REFUSAL, MALFORMED, BAD_VERDICT, STEP_OUT_OF_RANGE, MISSING_CORRECTION,
@@ -133,7 +134,7 @@ def numbered(steps: list[str]) -> str:
 
 
 def prompt_fields(question: str, steps: list[str]) -> dict:
-    """The fields TEACHER_PROMPT is rendered with (builders.prompts.render)."""
+    """The fields TEACHER_PROMPT is rendered with (mathforge.builders.prompts.render)."""
     return {"question": question, "steps": numbered(steps), "n_steps": len(steps)}
 
 

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from importlib import metadata
 from typing import Iterable, Literal
 
-from eval.answers import boxed_extract, gsm8k_extract, strict_number
+from mathforge.verify.answers import boxed_extract, gsm8k_extract, strict_number
 
 Mode = Literal["gsm8k", "math", "auto"]
 CORRECT, WRONG, UNPARSEABLE = "correct", "wrong", "unparseable"

@@ -1,0 +1,1 @@
+"""Generation: datatrove's InferenceRunner plumbing, the request path and the local server backends."""

@@ -1,0 +1,1 @@
+"""Publishing: corpus shards, training-config views, dataset card, manifest and fingerprint, Hub push/pull, diff."""

@@ -1,0 +1,51 @@
+"""The `diversify` stage (response diversification): more correct solutions per problem, each with new equations."""
+from __future__ import annotations
+
+from collections import Counter
+
+from mathforge.builders.generation.runner import is_correct
+from mathforge.builders.sources import Problem
+from mathforge.builders.stages.base import BuildState
+from mathforge.builders.stages.synthesis import Synthesis
+from mathforge.verify.answers import gsm8k_extract
+from mathforge.verify.equations import annotations, paper_key
+
+DIVERSIFY_PROMPT = """Solve the following math problem step by step, one step per line, in a way that differs \
+from the reference solution (another order, other intermediate quantities, or another method). End with a final \
+line "#### <number>".
+
+Problem:
+{{ question }}
+
+Reference solution:
+{{ solution }}
+
+Your different solution:
+"""
+
+
+class Diversify(Synthesis):
+    """Keep a correct sample only when its equation list (the RFT paper's key) is new for the problem."""
+
+    type = "diversify"
+    default_template = DIVERSIFY_PROMPT
+
+    def accept(self, problems: list[Problem], got: dict, state: BuildState) -> tuple[list[dict], Counter, list]:
+        """Correct samples whose equation list (the paper's key) is new for the problem."""
+        rows, outcomes = [], Counter()
+        for p in problems:
+            gold = gsm8k_extract(p.solution)
+            seen = {paper_key(annotations(p.solution))}
+            for sample in got.get(p.problem_id, []):
+                if sample["finish_reason"] == "length":
+                    outcomes["truncated"] += 1
+                elif not is_correct(sample["text"], gold):
+                    outcomes["wrong answer"] += 1
+                elif (key := paper_key(annotations(sample["text"]))) in seen:
+                    outcomes["duplicate reasoning"] += 1
+                else:
+                    seen.add(key)
+                    outcomes["accepted"] += 1
+                    rows.append({"problem": p, "solution": sample["text"], "final_answer": gsm8k_extract(sample["text"]),
+                                 "sample_index": sample["sample_index"]})
+        return rows, outcomes, []

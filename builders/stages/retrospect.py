@@ -1,0 +1,36 @@
+"""The `retrospect` stage (retrospective enhancement): solutions that go back to an earlier step, marked [back]."""
+from __future__ import annotations
+
+from collections import Counter
+
+from mathforge.builders.generation.runner import is_correct
+from mathforge.builders.sources import Problem
+from mathforge.builders.stages import retrospection
+from mathforge.builders.stages.base import BuildState
+from mathforge.builders.stages.synthesis import Synthesis
+from mathforge.builders.stages.tutoring import Rejected
+from mathforge.verify.answers import gsm8k_extract
+
+
+class Retrospect(Synthesis):
+    """Keep solutions with at least one [back] return whose final answer matches the gold."""
+
+    type = "retrospect"
+    default_template = retrospection.RETROSPECT_PROMPT
+
+    def accept(self, problems: list[Problem], got: dict, state: BuildState) -> tuple[list[dict], Counter, list]:
+        """Solutions with at least one [back] return whose final answer matches the gold."""
+        rows, outcomes = [], Counter()
+        for p in problems:
+            gold = gsm8k_extract(p.solution)
+            for sample in got.get(p.problem_id, []):
+                parsed = retrospection.parse_retrospective(sample["text"], sample["finish_reason"])
+                if isinstance(parsed, Rejected):
+                    outcomes[parsed.reason] += 1
+                elif not is_correct(parsed, gold):
+                    outcomes["wrong answer"] += 1
+                else:
+                    outcomes["accepted"] += 1
+                    rows.append({"problem": p, "solution": parsed, "final_answer": gsm8k_extract(parsed),
+                                 "sample_index": sample["sample_index"]})
+        return rows, outcomes, []

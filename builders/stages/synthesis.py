@@ -1,0 +1,72 @@
+"""What the MathGPT sibling stages (diversify, expand, retrospect) share: one model, k requests per seed problem."""
+from __future__ import annotations
+
+from collections import Counter
+from typing import ClassVar
+
+import pyarrow.parquet as pq
+
+from mathforge.builders import prompts
+from mathforge.builders.generation.runner import Doc, check_models, quiet_datatrove, run_docs
+from mathforge.builders.recipe import Prompt, SampleStage
+from mathforge.builders.sources import Problem
+from mathforge.builders.stages.base import BuildState, MethodRows, Stage
+from mathforge.verify.answers import gsm8k_extract
+
+
+def as_sampling(stage, k: int | None = None, response_format: dict | None = None) -> SampleStage:
+    return SampleStage(type="sample", models=[stage.model], k=k or stage.k, temperature=stage.temperature,
+                       max_tokens=stage.max_tokens, seed=stage.seed, prompt=Prompt(chat=stage.chat),
+                       concurrency=stage.concurrency, response_format=response_format, **stage.request_settings())
+
+
+def replies(passes) -> dict[str, list[dict]]:
+    """doc id -> its samples (text, finish_reason), in sample order."""
+    rows = pq.read_table(passes[0].samples_path, columns=["doc_id", "sample_index", "text", "finish_reason"])
+    out: dict[str, list[dict]] = {}
+    for row in sorted(rows.to_pylist(), key=lambda r: (r["doc_id"], r["sample_index"])):
+        out.setdefault(row["doc_id"], []).append(row)
+    return out
+
+
+class Synthesis(Stage):
+    """A sibling synthesis method: render a prompt per seed problem, sample the stage's model k times, and keep
+    the replies that `accept` verifies; every outcome is counted under the method's name in stats.json."""
+
+    default_template: ClassVar[str]
+    seed_fields = {"question": "Q", "solution": "S", "problem_id": "p", "index": 0}
+
+    @property
+    def stats_key(self) -> str:  # type: ignore[override]
+        return self.type
+
+    def response_format(self) -> dict | None:
+        return None
+
+    def check(self, state: BuildState) -> None:
+        file, line, dotted = self.where(state, "template")
+        prompts.check_template(self.spec.template or self.default_template, file, dotted, self.seed_fields)
+
+    def run(self, state: BuildState) -> None:
+        stage, key = self.spec, ("stages", self.index)
+        quiet_datatrove()
+        template = stage.template or self.default_template
+        sampling = as_sampling(stage, response_format=self.response_format())
+        check_models(sampling, state.recipe, [(stage.model, key + ("model",))])
+        problems = state.problems
+        docs = [Doc(p.problem_id, p.index, p.problem_id, prompts.render(template, prompts.problem_fields(p)),
+                    gsm8k_extract(p.solution)) for p in problems]
+        passes = run_docs(self.index, sampling, docs, state.recipe, state.console, kind=stage.type,
+                          keys=[key + ("model",)])
+        got = replies(passes)
+        rows, outcomes, more = self.accept(problems, got, state)
+        for row in rows:
+            row.setdefault("model", stage.model.label)
+        state.passes.extend(passes + more)
+        state.synthesized.append(MethodRows(self.type, rows, passes[0].samples_path))
+        self.stat_update(state, seed_problems=len(problems), requests=sum(len(v) for v in got.values()),
+                         accepted=len(rows), outcomes=dict(sorted(outcomes.items())))
+
+    def accept(self, problems: list[Problem], got: dict, state: BuildState) -> tuple[list[dict], Counter, list]:
+        """(accepted rows, outcome counts, any further model passes) from the replies per seed problem."""
+        raise NotImplementedError
