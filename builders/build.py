@@ -10,6 +10,7 @@ from mathforge.builders.sources import Problem, load_sources_split
 from mathforge.builders.stages import BuildState, steps_of
 from mathforge.builders.stages.collect import Collect
 from mathforge.builders.stages.publish import Publish
+
 from mathforge.errors import InputError
 
 

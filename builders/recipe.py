@@ -1,6 +1,7 @@
 """Recipe schema (pydantic) and YAML loading with errors that name the file, the key path and the line."""
 from __future__ import annotations
 
+import copy
 import re
 from pathlib import Path
 from typing import Annotated, Literal, Union
@@ -8,7 +9,7 @@ from typing import Annotated, Literal, Union
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
 
-from mathforge.errors import InputError, yaml_error
+from mathforge.errors import InputError, line_map, yaml_error
 
 SEMVER_RE = re.compile(r"^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)(?:-[0-9A-Za-z.-]+)?(?:\+[0-9A-Za-z.-]+)?$")
 
@@ -296,6 +297,7 @@ class Recipe(Strict):
     output: Output = Output()
     _file: str = PrivateAttr(default="")
     _lines: dict = PrivateAttr(default_factory=dict)
+    _overrides: dict = PrivateAttr(default_factory=dict)
 
     @field_validator("version")
     @classmethod
@@ -313,49 +315,96 @@ class Recipe(Strict):
     def where(self, *key) -> tuple[str, int | None, str]:
         """(file, line, dotted key) of a key path, for errors found after validation."""
         probe = tuple(key)
+        by = next((label for path, label in self._overrides.items() if probe[:len(path)] == path), None)
         while probe and probe not in self._lines:
             probe = probe[:-1]
-        return self._file, self._lines.get(probe), ".".join(str(k) for k in key)
+        dotted = ".".join(str(k) for k in key)
+        return self._file, self._lines.get(probe), f"{dotted} (from {by})" if by else dotted
 
 
-def load_recipe(path: str | Path) -> Recipe:
-    """Parse and validate a recipe file; every problem is reported as `file:line: key.path: message`."""
-    path = Path(path)
-    try:
-        text = path.read_text()
-    except OSError as exc:
-        raise InputError(f"cannot read recipe: {exc.strerror}", str(path)) from None
-    try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise yaml_error(exc, str(path)) from None
-    if not isinstance(data, dict):
-        raise InputError("a recipe is a YAML mapping", str(path), 1)
-    lines = line_map(node)
+def load_recipe(source: str | Path | dict, overrides: list[str] | dict | None = None) -> Recipe:
+    """Parse and validate a recipe (a YAML file or a mapping), with `--set`-style overrides applied first.
+
+    Every problem is reported as `file:line: key.path: message`; a problem in an overridden value names the
+    override. `overrides`: "dotted.path=YAML value" strings (the command line's `--set`), or a mapping of dotted
+    paths to Python values (the Python API). Paths cross lists by index: `stages.0.models.0.model=path`.
+    """
+    if isinstance(source, dict):
+        data, lines, file = copy.deepcopy(source), {}, "<recipe>"
+    else:
+        path = Path(source)
+        file = str(path)
+        try:
+            text = path.read_text()
+        except OSError as exc:
+            raise InputError(f"cannot read recipe: {exc.strerror}", file) from None
+        try:
+            node = yaml.compose(text, Loader=yaml.SafeLoader)
+            data = yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            raise yaml_error(exc, file) from None
+        if not isinstance(data, dict):
+            raise InputError("a recipe is a YAML mapping", file, 1)
+        lines = line_map(node)
+    overridden = apply_overrides(data, overrides or [], file)
+    lines = {k: v for k, v in lines.items() if not any(k[:len(o)] == o for o in overridden)}
     try:
         recipe = Recipe.model_validate(data)
     except ValidationError as exc:
-        raise _recipe_error(exc, lines, str(path)) from None
-    recipe._file, recipe._lines = str(path), lines
+        raise _recipe_error(exc, lines, file, overridden) from None
+    recipe._file, recipe._lines, recipe._overrides = file, lines, overridden
     return recipe
 
 
-def line_map(node, prefix: tuple = ()) -> dict[tuple, int]:
-    """Key path -> 1-based line, for every mapping key and sequence item in the YAML tree."""
-    lines: dict[tuple, int] = {prefix: node.start_mark.line + 1} if node is not None else {}
-    if isinstance(node, yaml.MappingNode):
-        for key, value in node.value:
-            path = prefix + (key.value,)
-            lines[path] = key.start_mark.line + 1
-            lines.update({k: v for k, v in line_map(value, path).items() if k != path})
-    elif isinstance(node, yaml.SequenceNode):
-        for index, value in enumerate(node.value):
-            lines.update(line_map(value, prefix + (index,)))
-    return lines
+def parse_override(text: str) -> tuple[str, object]:
+    """`stages.0.k=4` -> ("stages.0.k", 4): the value is read as YAML (numbers, booleans, lists, mappings)."""
+    dotted, sep, raw = text.partition("=")
+    if not sep or not dotted.strip():
+        raise InputError(f"an override is KEY.PATH=VALUE, got {text!r}", key="--set")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError as exc:
+        raise InputError(f"the value is not valid YAML: {getattr(exc, 'problem', None) or exc}",
+                         key=f"--set {text}") from None
+    return dotted.strip(), value
 
 
-def _recipe_error(exc: ValidationError, lines: dict[tuple, int], file: str) -> InputError:
+def apply_overrides(data: dict, overrides: list[str] | dict, file: str) -> dict[tuple, str]:
+    """Set each dotted path in the raw recipe data (in order); returns key path -> how it was set, for errors.
+
+    A path must lead through existing mappings and list items; only its last key may be new (validation then
+    says whether the schema knows it)."""
+    items = [parse_override(o) + (f"--set {o}",) for o in overrides] if not isinstance(overrides, dict) else \
+        [(k.replace("__", "."), v, f"override {k}={v!r}") for k, v in overrides.items()]
+    overridden: dict[tuple, str] = {}
+    for dotted, value, label in items:
+        node, path = data, []
+        parts = dotted.split(".")
+        for depth, part in enumerate(parts):
+            last = depth == len(parts) - 1
+            if isinstance(node, list):
+                if not part.isdigit() or int(part) >= len(node):
+                    raise InputError(f"{'.'.join(path) or '(root)'} has {len(node)} item(s): no index {part!r}",
+                                     file, key=label)
+                key = int(part)
+            elif isinstance(node, dict):
+                if not last and part not in node:
+                    raise InputError(f"no key {part!r} at {'.'.join(path) or '(root)'}"
+                                     f"{' (keys: ' + ', '.join(map(str, node)) + ')' if node else ''}", file, key=label)
+                key = part
+            else:
+                raise InputError(f"{'.'.join(path)} is a value, not a mapping or list", file, key=label)
+            path.append(part)
+            if last:
+                node[key] = copy.deepcopy(value)
+            else:
+                node = node[key]
+        overridden[tuple(int(p) if p.isdigit() else p for p in parts)] = label
+    return overridden
+
+
+def _recipe_error(exc: ValidationError, lines: dict[tuple, int], file: str,
+                  overridden: dict[tuple, str] | None = None) -> InputError:
     found = []
     for error in exc.errors():
         loc = error["loc"]
@@ -365,7 +414,9 @@ def _recipe_error(exc: ValidationError, lines: dict[tuple, int], file: str) -> I
         while probe and probe not in lines:
             probe = probe[:-1]
         key = ".".join(str(p) for p in loc) or "(root)"
-        found.append((lines.get(probe), key, "unknown key" if error["type"] == "extra_forbidden" else error["msg"]))
+        message = "unknown key" if error["type"] == "extra_forbidden" else error["msg"]
+        by = next((label for path, label in (overridden or {}).items() if loc[:len(path)] == path), None)
+        found.append((lines.get(probe), key, f"{message} (from {by})" if by else message))
     line, key, message = found[0]
     more = "".join(f"\n{file}:{ln}: {k}: {m}" for ln, k, m in found[1:])
     return InputError(message + more, file, line, key)

@@ -31,9 +31,9 @@ def evaluate(model: str, benchmark: str, out: Path, split: str = "test", n: int 
              limit: int | None = None, max_tokens: int = 512, chat: bool = False, template: str | None = None,
              seed: int = 0, concurrency: int = 16, console=None) -> dict:
     """Sample n answers per question (greedy when temperature is 0), grade, write report.json/.md and plots."""
-    from mathforge.builders.sources import load_sources
     from mathforge.builders.generation.runner import run_sample_stage
     from mathforge.builders.recipe import ModelSpec, Output, Prompt, Recipe, SampleStage
+    from mathforge.builders.sources import load_sources
 
     spec = ModelSpec(name="model", backend="batched" if backend == "transformers" else backend, model=model,
                      base_url=base_url, api_key_env=api_key_env)

@@ -19,6 +19,21 @@ app = typer.Typer(help="Build versioned problem-solving corpora for math languag
 console = Console(stderr=True)
 out_console = Console(width=max(Console().width, 120))  # tables stay readable when stdout is not a terminal
 MULTI_VALUE_OPTIONS = ("--samples",)
+SET_HELP = "Override a recipe value: dotted.path=YAML value (e.g. stages.0.k=4); repeatable."
+
+
+def _version(value: bool) -> None:
+    if value:
+        from mathforge import __version__
+
+        print(f"mathforge {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
+                                       help="Print the version and exit.")) -> None:
+    """Build versioned problem-solving corpora for math language models."""
 
 
 def _fail(exc: BaseException) -> None:
@@ -50,12 +65,13 @@ def _summary(stats: dict, out_dir: Path, seconds: float) -> None:
 
 
 @app.command()
-def validate(recipe: Path = typer.Argument(..., help="Recipe YAML file.")) -> None:
+def validate(recipe: Path = typer.Argument(..., help="Recipe YAML file."),
+             set_: List[str] = typer.Option([], "--set", help=SET_HELP)) -> None:
     """Check a recipe against the schema; errors name the file, line and key."""
     from mathforge.builders.recipe import load_recipe
 
     try:
-        parsed = load_recipe(recipe)
+        parsed = load_recipe(recipe, set_)
     except Exception as exc:
         _fail(exc)
     stages = ", ".join(stage.type for stage in parsed.stages)
@@ -68,13 +84,14 @@ def build(recipe: Path = typer.Argument(..., help="Recipe YAML file."),
           out: Optional[Path] = typer.Option(None, help="Output directory (default: the recipe's output.dir)."),
           overwrite: Optional[bool] = typer.Option(None, "--overwrite/--no-overwrite", help="Replace an existing output."),
           workers: Optional[int] = typer.Option(None, min=1, help="Worker processes (default: all cores)."),
-          dry_run: bool = typer.Option(False, "--dry-run", help="Print the plan and exit.")) -> None:
+          dry_run: bool = typer.Option(False, "--dry-run", help="Print the plan and exit."),
+          set_: List[str] = typer.Option([], "--set", help=SET_HELP)) -> None:
     """Run a recipe: sources -> stages -> corpus."""
     from mathforge.builders.build import run_recipe
     from mathforge.builders.recipe import load_recipe
 
     try:
-        parsed = load_recipe(recipe)
+        parsed = load_recipe(recipe, set_)
         if dry_run:
             _plan(parsed, out)
             return
@@ -87,44 +104,19 @@ def build(recipe: Path = typer.Argument(..., help="Recipe YAML file."),
 
 
 def _plan(recipe, out: Optional[Path]) -> None:
-    """The --dry-run plan: problems x models x k requests per sample stage, and where everything goes."""
-    from mathforge.builders.sources import load_sources
-    from mathforge.builders.generation.runner import plan, problem_docs, template_of
-    from mathforge.builders.recipe import SampleStage
+    """The --dry-run plan: each step's own account (requests per sample stage, where everything goes)."""
+    from mathforge.builders.sources import load_sources_split
+    from mathforge.builders.stages import BuildState, steps_of
 
+    state = BuildState(recipe, Path(out or recipe.output_dir()))
     try:
-        problems = load_sources(recipe.sources)
-        count = f"{len(problems):,}"
+        state.problems_by_source = load_sources_split(recipe.sources)
     except InputError as exc:  # e.g. a Hub source while offline: the plan is still worth printing
-        problems, count = [], "N"
         console.print(f"[yellow]sources not loaded ({exc.render()}); N = number of problems[/yellow]")
-    out_console.print(f"{recipe.name} {recipe.version}: {count} problems from {len(recipe.sources)} source(s)")
-    for stage in recipe.stages:
-        if isinstance(stage, SampleStage):
-            per = stage.k if stage.quota is None else stage.quota.max_samples
-            total = f"{len(problems) * len(stage.models) * per:,}" if problems else f"{len(stage.models) * per:,} x N"
-            out_console.print(f"sample: {count} problems x {len(stage.models)} model(s) x {per} = "
-                              f"{'up to ' if stage.quota else ''}{total} requests (T={stage.temperature:g}, "
-                              f"top_p={stage.top_p:g}, max_tokens={stage.max_tokens}, seed={stage.seed}); "
-                              f"executor {recipe.executor.type}, {recipe.executor.tasks} task(s)")
-            for mp in plan(stage, problem_docs(problems, template_of(stage)), recipe.work_dir()):
-                where = mp.spec.base_url or mp.spec.model
-                out_console.print(f"  {mp.label}: {mp.spec.backend} {where} -> "
-                                  f"{mp.samples_path if problems else mp.dir.parent / (mp.label + '-*')}")
-        elif stage.type == "collect":
-            sampled = any(isinstance(s, SampleStage) for s in recipe.stages)
-            out_console.print(f"collect: dedup={stage.dedup}, {len(stage.samples)} listed sample input(s)"
-                              f"{' + the sampled models' if sampled else ''}")
-        elif stage.type == "tutor":
-            out_console.print(f"tutor: teacher {stage.teacher.label} ({stage.teacher.backend}) reviews {stage.attempts} "
-                              f"attempt(s) per problem of {stage.student}: up to {count} x {stage.attempts} requests")
-        elif stage.type == "mix":
-            out_console.print(f"mix: {stage.ratio} by tokens of {stage.tokenizer}")
-        else:
-            extra = f" + {stage.solutions} solutions each" if stage.type == "expand" else ""
-            out_console.print(f"{stage.type}: {stage.model.label} ({stage.model.backend}), {count} problems x "
-                              f"{stage.k} requests{extra}")
-    out_console.print(f"output: {out or recipe.output_dir()}  (work: {recipe.work_dir()})")
+    out_console.print(f"{recipe.name} {recipe.version}: {state.count} problems from {len(recipe.sources)} source(s)")
+    for step in steps_of(recipe):
+        for line in step.plan(state):
+            out_console.print(line)
 
 
 def _passes(passes: list) -> None:
@@ -335,7 +327,8 @@ def quickstart(out: Path = typer.Option(Path("build/quickstart"), help="Director
                heldout: Optional[int] = typer.Option(None, min=10),
                overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing --out directory.")) -> None:
     """Offline on a CPU: train a tiny SFT model, build an RFT corpus from its samples, train on gold + RFT, compare."""
-    from mathforge.quickstart import Settings, run as run_quickstart
+    from mathforge.quickstart import Settings
+    from mathforge.quickstart import run as run_quickstart
 
     changes = {key: value for key, value in dict(seed=seed, steps=steps, rft_steps=rft_steps, k=k, gold_order=gold_order, train_problems=train_problems,
                                                   heldout=heldout).items() if value is not None}

@@ -1,5 +1,7 @@
-"""Input errors that name the file, the line and the key, and map to exit code 2."""
+"""Input errors that name the file, the line and the key (YAML line maps included), and map to exit code 2."""
 from __future__ import annotations
+
+import yaml
 
 
 class InputError(Exception):
@@ -23,3 +25,17 @@ def yaml_error(exc, file: str) -> InputError:
     mark = getattr(exc, "problem_mark", None)
     return InputError(f"malformed YAML: {getattr(exc, 'problem', None) or exc}", file,
                       mark.line + 1 if mark else None)
+
+
+def line_map(node, prefix: tuple = ()) -> dict[tuple, int]:
+    """Key path -> 1-based line, for every mapping key and sequence item in the YAML tree."""
+    lines: dict[tuple, int] = {prefix: node.start_mark.line + 1} if node is not None else {}
+    if isinstance(node, yaml.MappingNode):
+        for key, value in node.value:
+            path = prefix + (key.value,)
+            lines[path] = key.start_mark.line + 1
+            lines.update({k: v for k, v in line_map(value, path).items() if k != path})
+    elif isinstance(node, yaml.SequenceNode):
+        for index, value in enumerate(node.value):
+            lines.update(line_map(value, prefix + (index,)))
+    return lines

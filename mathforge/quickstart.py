@@ -12,8 +12,8 @@ from pathlib import Path
 import orjson
 import yaml
 
-from mathforge.testing import synthetic
 from mathforge.errors import InputError
+from mathforge.testing import synthetic
 
 PROMPT = "Question: {{ question }}\nAnswer:"
 
@@ -93,7 +93,8 @@ def build(recipe_path: Path, console):
 
 def train(config: Path, log: Path) -> dict:
     """`mathforge train sft CONFIG`, its log (TRL's loss lines, progress bars) in `log` instead of the terminal."""
-    from mathforge.trainers.run import prepare, train as run_training
+    from mathforge.trainers.run import prepare
+    from mathforge.trainers.run import train as run_training
 
     plan = prepare("sft", config)
     log.parent.mkdir(parents=True, exist_ok=True)

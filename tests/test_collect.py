@@ -7,11 +7,11 @@ import shutil
 import orjson
 import pyarrow.parquet as pq
 import pytest
-
 from mathforge.builders.build import run_collect
-from mathforge.errors import InputError
 from mathforge.builders.sources import load_local
 from reference import reference_collect
+
+from mathforge.errors import InputError
 
 
 def _corpus(out):
@@ -177,7 +177,6 @@ def test_adversarial_annotations_are_rejected_not_run(tmp_path, dedup):
 
 def test_hub_style_dataset_directory_loads_through_datasets(tmp_path):
     import pyarrow as pa
-
     from mathforge.builders.sources import load_hub
 
     (tmp_path / "ds" / "data").mkdir(parents=True)

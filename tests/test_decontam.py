@@ -5,10 +5,10 @@ import json
 
 import pyarrow.parquet as pq
 import pytest
+from conftest import run
+from mathforge.builders.stages.decontaminate import contaminated, ngrams
 
 from mathforge.testing import synthetic
-from mathforge.builders.stages.decontaminate import contaminated, ngrams
-from conftest import run
 
 
 def test_ngrams_and_overlap():

@@ -3,9 +3,9 @@ from __future__ import annotations
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from reference import levenshtein
 
 from mathforge.verify.dedup import DUPLICATE, NEW, REPLACED, FarthestSet
-from reference import levenshtein
 
 
 def _reference(paths: list[tuple[str, str]]) -> list[str]:

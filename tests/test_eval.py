@@ -3,10 +3,11 @@ from __future__ import annotations
 
 import json
 
-from mathforge.testing import synthetic
-from mathforge.testing.fake_openai import FakeOpenAI, solver_reply
 from conftest import run
 from mathforge.eval.metrics import pass_at_k
+
+from mathforge.testing import synthetic
+from mathforge.testing.fake_openai import FakeOpenAI, solver_reply
 
 
 def test_eval_metrics_match_the_seeds(tmp_path):

@@ -13,12 +13,11 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
+from conftest import CLI, run
+from mathforge.builders.generation.runner import cut_at_stop, request_payload, sample_seed
 
 from mathforge.testing import synthetic
 from mathforge.testing.fake_openai import FakeOpenAI, FaultPlan, solver_reply
-from mathforge.builders.generation.runner import cut_at_stop, request_payload, sample_seed
-from conftest import CLI, run
-
 
 
 @pytest.fixture

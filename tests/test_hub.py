@@ -7,7 +7,6 @@ import sys
 
 import pyarrow.parquet as pq
 import pytest
-
 from conftest import run
 from hub_server import HubServer
 

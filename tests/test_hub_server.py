@@ -12,7 +12,6 @@ import httpx
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-
 from hub_server import HubServer
 
 REPO = "mathforge-tests/hub-roundtrip"

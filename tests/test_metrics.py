@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import pytest
-
 from mathforge.eval.metrics import distinct_paths, maj_at_k, majority, pass_at_k
 
 

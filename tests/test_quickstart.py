@@ -7,14 +7,14 @@ from collections import Counter
 from pathlib import Path
 
 import pyarrow.parquet as pq
-
 from conftest import run
 
 
 def test_easy_problems_list_only_correct_solution_orders_and_held_out_is_disjoint():
+    from mathforge.builders.sources import Problem
+
     from mathforge.testing import synthetic
     from mathforge.verify.judges import PaperJudge
-    from mathforge.builders.sources import Problem
 
     train = synthetic.easy_problems(300, seed=0)
     held = synthetic.easy_problems(100, seed=1, exclude={r["question"] for r in train})

@@ -5,9 +5,9 @@ import json
 from pathlib import Path
 
 import pyarrow.parquet as pq
+from conftest import run
 from markdown_it import MarkdownIt
 
-from conftest import run
 
 def files_of(root: Path) -> dict[str, bytes]:
     return {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}

@@ -7,7 +7,6 @@ import random
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
 from mathforge.builders.prompts import render
 from mathforge.builders.stages.expansion import EXPAND_PROMPT, EXPAND_REASONS, EXPAND_SCHEMA, agree, parse_expansion
 from mathforge.builders.stages.mixing import mix

@@ -5,11 +5,11 @@ import json
 import re
 
 import pyarrow.parquet as pq
+from conftest import run
+from mathforge.builders.stages.mixing import mix
 
 from mathforge.testing import synthetic
 from mathforge.testing.fake_openai import FakeOpenAI, prompt_text, solver_reply
-from mathforge.builders.stages.mixing import mix
-from conftest import run
 
 
 def scripted(rows):

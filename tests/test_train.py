@@ -5,7 +5,6 @@ import json
 from pathlib import Path
 
 import pytest
-
 from conftest import run
 
 
@@ -76,7 +75,6 @@ def test_cpt_packs_to_at_least_99_percent_and_learns(build, tiny_model, tmp_path
     summary = summary_of(result)
     assert summary["packing"] == "wrapped" and summary["packing_efficiency"] >= 0.99
     import pyarrow.parquet as pq
-
     from mathforge.trainers.run import build_trainer, prepare
 
     texts = pq.read_table(build / "cpt").column("text").to_pylist()

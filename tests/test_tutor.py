@@ -5,12 +5,11 @@ import json
 import re
 
 import pyarrow.parquet as pq
+from conftest import run
+from mathforge.builders.stages import tutoring
 
 from mathforge.testing import synthetic
-
-from mathforge.builders.stages import tutoring
 from mathforge.testing.fake_openai import FakeOpenAI, FaultPlan
-from conftest import run
 
 
 def teacher_script(rows):

@@ -7,9 +7,8 @@ import time
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
-from mathforge.builders.stages import tutoring
 from mathforge.builders.prompts import render
+from mathforge.builders.stages import tutoring
 from mathforge.builders.stages.tutoring import (
     MAX_CHARS,
     REASONS,

@@ -7,8 +7,9 @@ import sys
 
 def entry(kind: str, argv: list[str] | None = None) -> None:
     """CONFIG.yaml [--key value ...]: exit 2 on bad input (before any model loads), 1 on a failed run."""
-    from mathforge.errors import InputError
     from mathforge.trainers.run import prepare, train
+
+    from mathforge.errors import InputError
 
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["--config"]:

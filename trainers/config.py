@@ -6,8 +6,7 @@ from pathlib import Path
 
 import yaml
 
-from mathforge.errors import InputError, yaml_error
-from mathforge.builders.recipe import line_map
+from mathforge.errors import InputError, line_map, yaml_error
 
 # Settings of the papers, one flag away. A key set in the YAML (or on the command line) wins over the preset.
 PRESETS = {

@@ -12,7 +12,6 @@ from rapidfuzz.distance import Levenshtein
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "tests"))
 import reference  # noqa: E402
-
 from mathforge.builders.build import run_collect  # noqa: E402
 from mathforge.builders.sources import load_local  # noqa: E402
 

@@ -1,8 +1,8 @@
 """The `batched` backend: an OpenAI-compatible server on 127.0.0.1 that answers concurrent requests with one `generate`."""
 import argparse
+import asyncio
 import contextlib
 import os
-import asyncio
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor

@@ -14,13 +14,13 @@ from pathlib import Path
 import orjson
 import pyarrow as pa
 import pyarrow.parquet as pq
-
 from mathforge.builders import prompts
-from mathforge.errors import InputError
 from mathforge.builders.generation.client import RequestFailed
 from mathforge.builders.recipe import Executor, ModelSpec, SampleStage
 from mathforge.builders.sources import Problem
-from mathforge.verify.answers import gsm8k_extract, strict_number
+
+from mathforge.errors import InputError
+from mathforge.verify.answers import gsm8k_extract, is_correct
 
 SAMPLE_SCHEMA = pa.schema([
     ("problem_id", pa.string()), ("doc_id", pa.string()), ("idx", pa.int64()), ("model", pa.string()), ("model_id", pa.string()),
@@ -232,13 +232,6 @@ async def one_sample(document, generate, spec: dict, index: int) -> dict:
             f"{spec['max_retries'] + 1} attempts: {reason}", "attempts": spec["max_retries"] + 1}
 
 
-def is_correct(text: str, gold: str | None) -> bool:
-    if gold is None:
-        return False
-    answer = gsm8k_extract(text)
-    return answer is not None and strict_number(answer) == strict_number(gold)
-
-
 async def sample_problem(document, generate, spec: dict) -> dict:
     """All samples of one problem: k of them, or (quota) rounds of k until enough are correct."""
     quota = spec["quota"]
@@ -286,7 +279,6 @@ def pipeline(mp: ModelPass, tasks: int) -> list:
     from datatrove.pipeline.inference.run_inference import InferenceConfig
     from datatrove.pipeline.readers import JsonlReader
     from datatrove.pipeline.writers import JsonlWriter
-
     from mathforge.builders.generation.client import Runner
 
     stage, spec = mp.stage, mp.spec
@@ -481,6 +473,7 @@ def run_docs(stage_index: int, stage: SampleStage, docs: list[Doc], recipe, cons
              kind: str = "samples", keys: list[tuple] | None = None) -> list[PassResult]:
     """One pass per model of `stage` over prepared documents (local/batched models get their own server)."""
     from mathforge.builders.generation.servers import LocalServer
+
     from mathforge.testing.tinymodel import ensure_tiny_model
 
     results = []

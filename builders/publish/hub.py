@@ -9,9 +9,10 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from mathforge.errors import InputError
 from mathforge.builders.publish.manifest import read_manifest, verify
 from mathforge.builders.recipe import SEMVER_RE
+
+from mathforge.errors import InputError
 
 REPO_RE = re.compile(r"^(?P<repo>[A-Za-z0-9][\w.-]*/[A-Za-z0-9][\w.-]*)(?:@(?P<revision>[^\s@]+))?$")
 
@@ -62,8 +63,12 @@ def resolve(text: str, out: str | Path | None = None) -> Path:
 def pull(ref: DatasetRef, target: Path) -> Path:
     """Download one revision into `target` (staged, then moved into place) and check every sha256."""
     from huggingface_hub import snapshot_download
-    from huggingface_hub.errors import (LocalEntryNotFoundError, OfflineModeIsEnabled, RepositoryNotFoundError,
-                                        RevisionNotFoundError)
+    from huggingface_hub.errors import (
+        LocalEntryNotFoundError,
+        OfflineModeIsEnabled,
+        RepositoryNotFoundError,
+        RevisionNotFoundError,
+    )
 
     if target.exists() and any(target.iterdir()) and not (target / "manifest.json").exists():
         raise InputError("exists, is not empty and is not a build: refusing to overwrite", str(target))

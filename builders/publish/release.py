@@ -5,10 +5,16 @@ from pathlib import Path
 
 import pyarrow as pa
 import yaml
-
 from mathforge.builders.publish.card import render_card, write_plots
 from mathforge.builders.publish.corpus import write_shards
-from mathforge.builders.publish.manifest import fingerprint, file_table, problems_digest, sha256_file, sha256_input, write_manifest
+from mathforge.builders.publish.manifest import (
+    file_table,
+    fingerprint,
+    problems_digest,
+    sha256_file,
+    sha256_input,
+    write_manifest,
+)
 from mathforge.builders.publish.views import SCHEMAS, training_views
 
 

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import pyarrow as pa
-
 from mathforge.builders import prompts
 
 SFT_PROMPT = prompts.ALPACA

@@ -45,6 +45,11 @@ class BuildState:
     def problems(self) -> list[Problem]:
         return [p for part in self.problems_by_source for p in part]
 
+    @property
+    def count(self) -> str:
+        """The number of problems for plans: `N` while the sources are not loaded."""
+        return f"{len(self.problems):,}" if self.problems_by_source else "N"
+
 
 class Stage:
     """One recipe stage type: built from its validated recipe entry, run once over the build state.
@@ -64,6 +69,10 @@ class Stage:
 
     def run(self, state: BuildState) -> None:
         raise NotImplementedError
+
+    def plan(self, state: BuildState) -> list[str]:
+        """What `build --dry-run` prints for this stage (no request is sent); problems may be unknown (N)."""
+        return [self.type]
 
     def stat_update(self, state: BuildState, **values) -> None:
         """Record this stage's statistics in the build's: numbers add up, anything else is set."""

@@ -12,6 +12,7 @@ from mathforge.builders.samples import SampleSource, completion_of, discover, re
 from mathforge.builders.sources import Problem
 from mathforge.builders.stages.base import BuildState, Stage
 from mathforge.builders.stages.collect_stats import build_stats
+
 from mathforge.verify.dedup import DUPLICATE, REPLACED, FarthestSet
 from mathforge.verify.judges import JUDGES, OK, UNPARSEABLE, WRONG
 
@@ -195,3 +196,8 @@ class Collect(Stage):
             append_method_rows(columns, part.rows, part.method, judge, str(part.records_path))
         state.columns, state.judge = columns, judge
         state.sample_inputs.extend(spec.samples)
+
+    def plan(self, state: BuildState) -> list[str]:
+        sampled = any(s.type == "sample" for s in state.recipe.stages[:self.index])
+        return [f"collect: dedup={self.spec.dedup}, {len(self.spec.samples)} listed sample input(s)"
+                f"{' + the sampled models' if sampled else ''}"]

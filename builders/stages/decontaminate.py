@@ -6,6 +6,7 @@ from collections import Counter
 from pathlib import Path
 
 from mathforge.builders.stages.base import BuildState, Stage
+
 from mathforge.errors import InputError
 
 WORD_RE = re.compile(r"[a-z0-9]+")
@@ -77,6 +78,10 @@ class Decontaminate(Stage):
         self.stat_update(state, n=spec.n, action=spec.action, rows_flagged=sum(flags), by_eval_set=per_set,
                          by_method=dict(sorted(by_method.items())),
                          problems=sorted({p for p, f in zip(columns["problem_id"], flags) if f}))
+
+    def plan(self, state: BuildState) -> list[str]:
+        names = ", ".join(s.name for s in self.spec.eval_sets)
+        return [f"decontaminate: {self.spec.n}-gram overlap with {names} ({self.spec.action})"]
 
     def where(self, state: BuildState, *key) -> tuple[str, int | None, str]:
         return state.recipe.where("decontaminate", *key)

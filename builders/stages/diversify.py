@@ -3,11 +3,11 @@ from __future__ import annotations
 
 from collections import Counter
 
-from mathforge.builders.generation.runner import is_correct
 from mathforge.builders.sources import Problem
 from mathforge.builders.stages.base import BuildState
 from mathforge.builders.stages.synthesis import Synthesis
-from mathforge.verify.answers import gsm8k_extract
+
+from mathforge.verify.answers import gsm8k_extract, is_correct
 from mathforge.verify.equations import annotations, paper_key
 
 DIVERSIFY_PROMPT = """Solve the following math problem step by step, one step per line, in a way that differs \

@@ -5,13 +5,14 @@ import hashlib
 from collections import Counter
 
 from mathforge.builders import prompts
-from mathforge.builders.generation.runner import Doc, is_correct, run_docs
+from mathforge.builders.generation.runner import Doc, run_docs
 from mathforge.builders.sources import Problem
 from mathforge.builders.stages import expansion
 from mathforge.builders.stages.base import BuildState
 from mathforge.builders.stages.synthesis import Synthesis, as_sampling, replies
 from mathforge.builders.stages.tutoring import Rejected, response_format
-from mathforge.verify.answers import gsm8k_extract
+
+from mathforge.verify.answers import gsm8k_extract, is_correct
 
 SOLVE_PROMPT = ('Solve step by step, one step per line, and end with a final line "#### <number>".\n\n'
                 "{{ question }}")

@@ -4,7 +4,6 @@ from __future__ import annotations
 import re
 from fractions import Fraction
 
-from mathforge.verify.equations import format_number
 from mathforge.builders.stages.tutoring import (
     EMPTY,
     MALFORMED,
@@ -18,7 +17,9 @@ from mathforge.builders.stages.tutoring import (
     is_refusal,
     looks_like_json,
 )
+
 from mathforge.verify.answers import gsm8k_extract, strict_number
+from mathforge.verify.equations import format_number
 
 MISSING_PROBLEM, MISSING_SOLUTION = "missing problem", "missing solution"
 EXPAND_REASONS = (EMPTY, TRUNCATED, REFUSAL, MALFORMED, MISSING_PROBLEM, MISSING_SOLUTION, MISSING_ANSWER)

@@ -4,11 +4,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import pyarrow as pa
-
 from mathforge.builders.publish.views import training_views
 from mathforge.builders.sources import read_table
 from mathforge.builders.stages.base import BuildState, Stage
 from mathforge.builders.stages.mixing import mix
+
 from mathforge.errors import InputError
 
 METHODS = ("gold", "rft", "tutor", "diversify", "expand", "retrospect")
@@ -54,3 +54,6 @@ class Mix(Stage):
         state.configs["mix"] = pa.table({"text": [t for _, t in chosen], "group": [g for g, _ in chosen]},
                                         schema=MIX_SCHEMA)
         self.stat_update(state, tokenizer=stage.tokenizer, **report)
+
+    def plan(self, state: BuildState) -> list[str]:
+        return [f"mix: {self.spec.ratio} by tokens of {self.spec.tokenizer}"]

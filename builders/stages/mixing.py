@@ -5,6 +5,7 @@ import random
 from collections.abc import Callable
 from fractions import Fraction
 
+
 def mix(groups: dict[str, list[str]], ratio: dict[str, float] | None, token_budget: int | None,
         count_tokens: Callable[[str], int], seed: int) -> tuple[list[tuple[str, str]], dict]:
     """A CPT mix of text groups by ratio of TOKENS, within an optional total token budget.

@@ -5,6 +5,7 @@ from mathforge.builders.publish.corpus import write_output
 from mathforge.builders.publish.release import lineage, write_release
 from mathforge.builders.publish.views import check_templates
 from mathforge.builders.stages.base import BuildState, Stage
+
 from mathforge.errors import InputError
 
 
@@ -28,3 +29,6 @@ class Publish(Stage):
                 lin = lineage(recipe, state.problems_by_source, state.passes, state.sample_inputs)
                 write_release(staging, recipe, state.columns, state.stats, lin, shard_rows, state.configs)
         state.shards = write_output(state.out_dir, state.columns, state.stats, state.overwrite, shard_rows, release)
+
+    def plan(self, state: BuildState) -> list[str]:
+        return [f"publish: configs, card and manifest -> output: {state.out_dir}  (work: {state.recipe.work_dir()})"]

@@ -3,13 +3,13 @@ from __future__ import annotations
 
 from collections import Counter
 
-from mathforge.builders.generation.runner import is_correct
 from mathforge.builders.sources import Problem
 from mathforge.builders.stages import retrospection
 from mathforge.builders.stages.base import BuildState
 from mathforge.builders.stages.synthesis import Synthesis
 from mathforge.builders.stages.tutoring import Rejected
-from mathforge.verify.answers import gsm8k_extract
+
+from mathforge.verify.answers import gsm8k_extract, is_correct
 
 
 class Retrospect(Synthesis):

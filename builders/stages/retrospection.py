@@ -15,6 +15,7 @@ from mathforge.builders.stages.tutoring import (
     is_refusal,
     unfence,
 )
+
 from mathforge.verify.answers import gsm8k_extract
 
 NO_BACK_MARKER, TOO_LONG = "no [back] marker", "too long"

@@ -5,12 +5,12 @@ from collections import Counter
 from typing import ClassVar
 
 import pyarrow.parquet as pq
-
 from mathforge.builders import prompts
 from mathforge.builders.generation.runner import Doc, check_models, quiet_datatrove, run_docs
 from mathforge.builders.recipe import Prompt, SampleStage
 from mathforge.builders.sources import Problem
 from mathforge.builders.stages.base import BuildState, MethodRows, Stage
+
 from mathforge.verify.answers import gsm8k_extract
 
 
@@ -66,6 +66,12 @@ class Synthesis(Stage):
         state.synthesized.append(MethodRows(self.type, rows, passes[0].samples_path))
         self.stat_update(state, seed_problems=len(problems), requests=sum(len(v) for v in got.values()),
                          accepted=len(rows), outcomes=dict(sorted(outcomes.items())))
+
+    def plan(self, state: BuildState) -> list[str]:
+        stage = self.spec
+        extra = f" + {stage.solutions} solutions each" if stage.type == "expand" else ""
+        return [f"{stage.type}: {stage.model.label} ({stage.model.backend}), {state.count} problems x "
+                f"{stage.k} requests{extra}"]
 
     def accept(self, problems: list[Problem], got: dict, state: BuildState) -> tuple[list[dict], Counter, list]:
         """(accepted rows, outcome counts, any further model passes) from the replies per seed problem."""

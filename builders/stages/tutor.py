@@ -6,15 +6,15 @@ from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
-
 from mathforge.builders import prompts
-from mathforge.builders.stages import tutoring
-from mathforge.builders.stages.base import BuildState, MethodRows, Stage
-from mathforge.errors import InputError
-from mathforge.builders.generation.runner import Doc, check_models, is_correct, quiet_datatrove, run_docs, write_parquet
+from mathforge.builders.generation.runner import Doc, check_models, quiet_datatrove, run_docs, write_parquet
 from mathforge.builders.recipe import Prompt, SampleStage, TutorStage
 from mathforge.builders.sources import Problem
-from mathforge.verify.answers import gsm8k_extract
+from mathforge.builders.stages import tutoring
+from mathforge.builders.stages.base import BuildState, MethodRows, Stage
+
+from mathforge.errors import InputError
+from mathforge.verify.answers import gsm8k_extract, is_correct
 
 RECORD_SCHEMA = pa.schema([
     ("problem_id", pa.string()), ("idx", pa.int64()), ("student", pa.string()), ("teacher", pa.string()),
@@ -95,6 +95,11 @@ class Tutor(Stage):
         state.passes.extend(passes)
         state.synthesized.append(MethodRows(self.type, rows, records_path))
         self.stat_update(state, **tutor_stats(records))
+
+    def plan(self, state: BuildState) -> list[str]:
+        stage = self.spec
+        return [f"tutor: teacher {stage.teacher.label} ({stage.teacher.backend}) reviews {stage.attempts} attempt(s) "
+                f"per problem of {stage.student}: up to {state.count} x {stage.attempts} requests"]
 
 
 def teacher_replies(samples_path: Path) -> dict[str, dict]:

@@ -5,8 +5,8 @@ import ast
 import re
 from fractions import Fraction
 
-from mathforge.verify.arithmetic import MAX_EXPR_CHARS, Refused, close_enough, exact_eval
 from mathforge.verify.answers import strict_number
+from mathforge.verify.arithmetic import MAX_EXPR_CHARS, Refused, close_enough, exact_eval
 
 ANNOTATION_RE = re.compile(r"<<([^>]*)>>")  # the reference pattern, verbatim semantics
 

@@ -2,11 +2,9 @@
 from __future__ import annotations
 
 from fractions import Fraction
-
+from mathforge.verify.answers import gsm8k_extract, paper_extract, strict_number
 from mathforge.verify.arithmetic import paper_check
 from mathforge.verify.equations import all_equations, annotations, canonical_equation, format_number, paper_key
-from mathforge.builders.sources import Problem
-from mathforge.verify.answers import gsm8k_extract, paper_extract, strict_number
 from mathforge.verify.grader import VERIFIER, grade
 
 UNPARSEABLE, WRONG, CALCULATOR, OK = "unparseable", "wrong", "calculator", "ok"
@@ -18,7 +16,7 @@ class PaperJudge:
     name = "paper"
     verifier = "mathforge-paper/1 (gsm8k-ScRel rule: float(#### x) == gold; |lhs-rhs| < 1e-3 per <<lhs=rhs>>)"
 
-    def __init__(self, problems: list[Problem]):
+    def __init__(self, problems: list):
         self.gold = []
         for p in problems:
             answer = paper_extract(p.solution)
@@ -59,7 +57,7 @@ class CanonicalJudge:
     name = "canonical"
     verifier = f"mathforge-canonical/1 ({VERIFIER})"
 
-    def __init__(self, problems: list[Problem]):
+    def __init__(self, problems: list):
         self.problems = problems
         self.gold: list[Fraction | None] = []
         for p in problems:

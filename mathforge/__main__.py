@@ -1,0 +1,4 @@
+"""`python -m mathforge`: the command line."""
+from mathforge.cli import main
+
+main()

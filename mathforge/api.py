@@ -1,0 +1,124 @@
+"""The Python API: load a recipe, run a build, open its configs as `datasets`, grade answers, pull and push builds."""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterable
+
+from mathforge.builders.recipe import Recipe
+from mathforge.builders.recipe import load_recipe as _load
+from mathforge.errors import InputError
+
+
+def load_recipe(recipe: str | Path | dict | Recipe, /, overrides: list[str] | dict | None = None,
+                **values) -> Recipe:
+    """A validated recipe from a YAML path, a mapping or a Recipe, with overrides applied first.
+
+    Overrides are dotted paths, as with `mathforge build --set`: keyword arguments use `__` for the dots
+    (`stages__0__k=4`); `overrides` takes "path=YAML" strings or a {dotted path: value} mapping.
+    """
+    if isinstance(recipe, Recipe):
+        if not overrides and not values:
+            return recipe
+        recipe = recipe.model_dump(mode="json", exclude_none=True)
+    if isinstance(overrides, dict):
+        values = {**overrides, **values}
+        overrides = None
+    if overrides and values:
+        raise TypeError("give overrides as strings or as values, not both")
+    return _load(recipe, overrides if overrides else values)
+
+
+@dataclass
+class Build:
+    """A build on disk: its directory, manifest and statistics, and its Hub configs as `datasets`."""
+
+    out_dir: Path
+    stats: dict
+    manifest: dict | None = None
+    seconds: float | None = None
+    passes: list = field(default_factory=list)  # sampling passes of this run (model, requests, tokens, ...)
+
+    @classmethod
+    def open(cls, path: str | Path) -> "Build":
+        """An existing build directory (e.g. from `pull`); its files are checked against the manifest."""
+        from mathforge.builders.publish.manifest import read_manifest
+
+        path = Path(path)
+        manifest = read_manifest(path)
+        return cls(path, json.loads((path / "stats.json").read_text()), manifest)
+
+    @property
+    def fingerprint(self) -> str | None:
+        return (self.manifest or {}).get("fingerprint")
+
+    @property
+    def configs(self) -> list[str]:
+        """The build's configs: `default` (every row and its provenance), `cpt`, `sft`, `messages`, `mix`, ..."""
+        return [name for name in (self.manifest or {}).get("rows", {"default": None})
+                if self._files(name)]
+
+    def _files(self, config: str) -> list[Path]:
+        return sorted((self.out_dir / ("data" if config == "default" else config)).glob("*.parquet"))
+
+    def to_datasets(self):
+        """A `datasets.DatasetDict` keyed by config name (`default`, `cpt`, `sft`, `messages`, ...), each the
+        config's one `train` split as a `datasets.Dataset`, ready for TRL's trainers."""
+        from datasets import DatasetDict
+
+        return DatasetDict({name: self.dataset(name) for name in self.configs})
+
+    def dataset(self, config: str = "default"):
+        """One config as a `datasets.Dataset` (read into memory from the build's Parquet shards)."""
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+        from datasets import Dataset
+
+        files = self._files(config)
+        if not files:
+            raise InputError(f"no config {config!r} in this build (configs: {', '.join(self.configs)})",
+                             str(self.out_dir))
+        return Dataset(pa.concat_tables([pq.read_table(f) for f in files]))
+
+
+def build(recipe: str | Path | dict | Recipe, out: str | Path | None = None, overwrite: bool = False,
+          workers: int | None = None, console=None, **overrides) -> Build:
+    """Run a recipe (path, mapping or Recipe; keyword overrides as in `load_recipe`) and return the build."""
+    from mathforge.builders.build import run_recipe
+
+    parsed = load_recipe(recipe, **overrides)
+    result = run_recipe(parsed, out, overwrite, workers, console)
+    opened = Build.open(result.out_dir)
+    opened.seconds, opened.passes = result.seconds, result.passes
+    return opened
+
+
+def grade(gold: str, pred: str, mode: str = "auto"):
+    """One verdict (`correct` / `wrong` / `unparseable`, with the extracted answer and a reason) for a prediction
+    (an answer or a whole solution) against a gold answer; mode: gsm8k, math or auto."""
+    from mathforge.verify.grader import grade as _grade
+
+    return _grade(gold, pred, mode)
+
+
+def grade_batch(pairs: Iterable[tuple[str, str]], mode: str = "auto", workers: int | None = None) -> list:
+    """Verdicts for (gold, prediction) pairs, in order, on `workers` processes (default: all cores)."""
+    from mathforge.verify.grader import grade_batch as _grade_batch
+
+    return _grade_batch(list(pairs), mode, workers=workers)
+
+
+def pull(ref: str, out: str | Path | None = None) -> Path:
+    """Download `org/name@v1.2.0` (or `org/name` for main) from the Hub, every file checked against the
+    manifest's sha256; a local build directory is checked in place. Returns the directory."""
+    from mathforge.builders.publish.hub import resolve
+
+    return resolve(ref, out)
+
+
+def push(build_dir: str | Path | Build, repo: str, private: bool = False):
+    """Upload a build in one commit and tag it `v<version>` (same fingerprint: no-op; other content: refused)."""
+    from mathforge.builders.publish.hub import push as _push
+
+    return _push(build_dir.out_dir if isinstance(build_dir, Build) else build_dir, repo, private)
