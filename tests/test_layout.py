@@ -25,7 +25,7 @@ ALLOWED = {
     "trainers": {"publish", "errors"},
     "api": {"build", "publish", "verify", "base", "errors"},
     "quickstart": {"build", "eval", "trainers", "base", "errors", "testing"},
-    "cli": {"api", "quickstart", "build", "eval", "trainers", "generation", "publish", "verify", "base", "errors",
+    "cli": {"api", "quickstart", "build", "stages", "eval", "trainers", "generation", "publish", "verify", "base", "errors",
             "testing", "package"},
     "package": {"api", "base", "errors"},
 }

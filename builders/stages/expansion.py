@@ -16,6 +16,7 @@ from mathforge.builders.stages.tutoring import (
     find_json_object,
     is_refusal,
     looks_like_json,
+    never_raises,
 )
 
 from mathforge.verify.answers import gsm8k_extract, strict_number
@@ -54,16 +55,10 @@ _PROBLEM_RE = re.compile(r"(?im)^[ \t>#*_-]*(?:new[ \t]+)?(?:problem|question)[ 
 _SOLUTION_RE = re.compile(r"(?im)^[ \t>#*_-]*(?:solution|answer)[ \t*_\"']*[:=][ \t*_]*")
 
 
+@never_raises
 def parse_expansion(text: str | None, finish_reason: str | None = None) -> dict | Rejected:
     """{"problem", "solution", "answer"} from a query-expansion reply (JSON bare, fenced or in prose, or
     "Problem: ... Solution: ..." text), or Rejected(reason); never raises."""
-    try:
-        return _parse_expansion(text, finish_reason)
-    except Exception:  # noqa: BLE001 - hostile model output must never crash a build
-        return Rejected(MALFORMED)
-
-
-def _parse_expansion(text: object, finish_reason: str | None) -> dict | Rejected:
     text = check_text(text, finish_reason)
     if isinstance(text, Rejected):
         return text

@@ -13,6 +13,7 @@ from mathforge.builders.stages.tutoring import (
     Rejected,
     check_text,
     is_refusal,
+    never_raises,
     unfence,
 )
 
@@ -43,16 +44,10 @@ Reply with the solution only, no other text.
 _BACK_RE = re.compile(r"\[\s*back\s*\]", re.IGNORECASE)
 
 
+@never_raises
 def parse_retrospective(text: str | None, finish_reason: str | None = None) -> str | Rejected:
     """The retrospective solution (fences stripped, `[back]` markers normalised), or Rejected(reason):
     it needs at least one `[back]` and a `#### n` final answer. Never raises."""
-    try:
-        return _parse_retrospective(text, finish_reason)
-    except Exception:  # noqa: BLE001 - hostile model output must never crash a build
-        return Rejected(MALFORMED)
-
-
-def _parse_retrospective(text: object, finish_reason: str | None) -> str | Rejected:
     checked = check_text(text, finish_reason)
     if isinstance(checked, Rejected):
         return checked

@@ -1,6 +1,7 @@
 """Tutorship amplification, pure parts: numbered steps, the teacher's prompt, parsing its reply, composing the amplified solution."""
 from __future__ import annotations
 
+import functools
 import json
 import re
 from dataclasses import dataclass
@@ -67,6 +68,17 @@ class TeacherReply:
 @dataclass(frozen=True)
 class Rejected:
     reason: str
+
+
+def never_raises(parse):
+    """A reply parser that returns Rejected(malformed) instead of raising: hostile model output never crashes a build."""
+    @functools.wraps(parse)
+    def safe(*args, **kwargs):
+        try:
+            return parse(*args, **kwargs)
+        except Exception:  # noqa: BLE001
+            return Rejected(MALFORMED)
+    return safe
 
 
 def response_format(schema: dict, name: str) -> dict:
@@ -219,18 +231,12 @@ _LABEL_LINE_RE = re.compile(r"(?im)^[ \t>#*_-]*(?:verdict|first[\s_-]*(?:wrong|i
                             r"[\s_-]*step)\b")
 
 
+@never_raises
 def parse_teacher_reply(text: str | None, n_steps: int, finish_reason: str | None = None) -> TeacherReply | Rejected:
     """The teacher's reply as a TeacherReply, or Rejected(reason); never raises.
 
     Reads a JSON object (bare, fenced or with prose around it) or a labelled text reply
     ("Verdict: wrong / First wrong step: 2 / Correction: ..."), then validates it against the student's steps."""
-    try:
-        return _parse_teacher(text, n_steps, finish_reason)
-    except Exception:  # noqa: BLE001 - hostile model output must never crash a build
-        return Rejected(MALFORMED)
-
-
-def _parse_teacher(text: object, n_steps: int, finish_reason: str | None) -> TeacherReply | Rejected:
     text = check_text(text, finish_reason)
     if isinstance(text, Rejected):
         return text
