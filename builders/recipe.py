@@ -43,6 +43,7 @@ class Source(Strict):
     split: str = "train"
     revision: str | None = None
     columns: Columns = Columns()
+    answer_kind: Literal["gsm8k", "latex", "auto"] = "auto"  # how gold answers are written (grading mode)
 
     @model_validator(mode="after")
     def one_location(self) -> "Source":

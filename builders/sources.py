@@ -21,6 +21,7 @@ class Problem:
     problem_id: str
     question: str
     solution: str
+    answer_kind: str = "auto"  # how the gold answer is written: gsm8k (`#### n`), latex, or auto
 
 
 def problem_id(source_id: str, question: str) -> str:
@@ -134,7 +135,8 @@ def load_sources_split(sources: list) -> list[list[Problem]]:
             part = load_hub(source.hub, source.config, source.split, source.revision,
                             source.columns.question, source.columns.answer)
         offset = len(problems)
-        renumbered = [Problem(offset + i, p.problem_id, p.question, p.solution) for i, p in enumerate(part)]
+        renumbered = [Problem(offset + i, p.problem_id, p.question, p.solution, source.answer_kind)
+                      for i, p in enumerate(part)]
         problems.extend(renumbered)
         parts.append(renumbered)
     return parts

@@ -115,10 +115,12 @@ def test_agree_normalises_numbers():
 
 
 def test_agree_ignores_none_and_junk():
-    assert agree([None, None, "abc", "", "7"], 1) == "7"
+    assert agree([None, None, "abc", "", "7"], 1, kind="gsm8k") == "7"
+    assert agree([None, None, "abc", "", "7"], 1) is None  # auto: "abc" is an answer too, and ties with 7
+    assert agree(["\\frac12", "0.5", "1/2", "0.4", None], 3) == "\\frac12"  # one class by equivalence
     assert agree([None, None], 1) is None
     assert agree([], 1) is None
-    assert agree(["１２"], 1) is None                        # non-ASCII digits are not strict numbers
+    assert agree(["１２"], 1, kind="gsm8k") is None          # non-ASCII digits are not strict numbers
 
 
 def test_agree_tie_and_majority():

@@ -208,11 +208,16 @@ def test_text_format_correct_with_null_fields():
     (wrong(1, 42), None, "missing correction"),
     ("Verdict: wrong\nFirst wrong step: 2", None, "missing correction"),
     (wrong(1, "Ava buys 20 apples, so she has 23."), None, "correction without answer"),
-    (wrong(1, "The answer is \\boxed{23}"), None, "correction without answer"),
 ])
 def test_rejections(text, finish, reason):
     assert parse_teacher_reply(text, 3, finish) == Rejected(reason)
     assert reason in REASONS
+
+
+def test_a_correction_may_end_in_any_answer_format_the_shared_grader_reads():
+    for end in ("#### 23", "The answer is \\boxed{23}", "The answer is \\boxed{\\frac{1}{2}}", "The answer is 23."):
+        reply = parse_teacher_reply(wrong(2, "Ava buys 4 boxes, so 20 more. " + end), 3, None)
+        assert reply.verdict == "wrong" and reply.first_wrong_step == 2, end
 
 
 def test_refusal_only_when_nothing_parses():

@@ -20,7 +20,7 @@ from mathforge.builders.recipe import Executor, ModelSpec, SampleStage
 from mathforge.builders.sources import Problem
 
 from mathforge.errors import InputError
-from mathforge.verify.answers import gsm8k_extract, is_correct
+from mathforge.verify.grader import is_correct, reference_answer
 
 SAMPLE_SCHEMA = pa.schema([
     ("problem_id", pa.string()), ("doc_id", pa.string()), ("idx", pa.int64()), ("model", pa.string()), ("model_id", pa.string()),
@@ -45,11 +45,12 @@ class Doc:
     problem_id: str
     text: str
     gold: str | None = None
+    kind: str = "auto"  # the gold answer's kind (grading mode of the sample quota)
 
 
 def problem_docs(problems: list[Problem], template: str) -> list[Doc]:
     return [Doc(p.problem_id, p.index, p.problem_id, prompts.render(template, prompts.problem_fields(p)),
-                gsm8k_extract(p.solution) if p.solution else None) for p in problems]
+                reference_answer(p.solution, p.answer_kind), p.answer_kind) for p in problems]
 
 
 @dataclass
@@ -243,7 +244,8 @@ async def sample_problem(document, generate, spec: dict) -> dict:
         start = len(samples)
         batch = await asyncio.gather(*(one_sample(document, generate, spec, start + i) for i in range(size)))
         samples.extend(batch)
-        correct += sum(1 for s in batch if s["status"] == "ok" and is_correct(s["text"], document.metadata.get("gold")))
+        gold, kind = document.metadata.get("gold"), document.metadata.get("kind", "auto")
+        correct += sum(1 for s in batch if s["status"] == "ok" and is_correct(s["text"], gold, kind))
         rounds_left -= 1
         if quota is not None and correct >= quota["correct"]:
             break
@@ -260,7 +262,8 @@ def write_inputs(mp: ModelPass, docs: list[Doc], tasks: int) -> Path:
         tmp = folder / f".{rank:05d}.jsonl.tmp"
         with open(tmp, "wb") as handle:
             for d in docs[rank * size:(rank + 1) * size]:
-                handle.write(orjson.dumps({"id": d.id, "text": d.text, "metadata": {"idx": d.idx, "gold": d.gold}})
+                handle.write(orjson.dumps({"id": d.id, "text": d.text, "metadata": {"idx": d.idx, "gold": d.gold,
+                                                                                  "kind": d.kind}})
                              + b"\n")
         os.replace(tmp, folder / f"{rank:05d}.jsonl")
     return folder

@@ -7,8 +7,8 @@ from mathforge.builders.sources import Problem
 from mathforge.builders.stages.base import BuildState
 from mathforge.builders.stages.synthesis import Synthesis
 
-from mathforge.verify.answers import gsm8k_extract, is_correct
 from mathforge.verify.equations import annotations, paper_key
+from mathforge.verify.grader import answer_of, is_correct, reference_answer
 
 DIVERSIFY_PROMPT = """Solve the following math problem step by step, one step per line, in a way that differs \
 from the reference solution (another order, other intermediate quantities, or another method). End with a final \
@@ -34,18 +34,19 @@ class Diversify(Synthesis):
         """Correct samples whose equation list (the paper's key) is new for the problem."""
         rows, outcomes = [], Counter()
         for p in problems:
-            gold = gsm8k_extract(p.solution)
+            gold = reference_answer(p.solution, p.answer_kind)
             seen = {paper_key(annotations(p.solution))}
             for sample in got.get(p.problem_id, []):
                 if sample["finish_reason"] == "length":
                     outcomes["truncated"] += 1
-                elif not is_correct(sample["text"], gold):
+                elif not is_correct(sample["text"], gold, p.answer_kind):
                     outcomes["wrong answer"] += 1
                 elif (key := paper_key(annotations(sample["text"]))) in seen:
                     outcomes["duplicate reasoning"] += 1
                 else:
                     seen.add(key)
                     outcomes["accepted"] += 1
-                    rows.append({"problem": p, "solution": sample["text"], "final_answer": gsm8k_extract(sample["text"]),
+                    rows.append({"problem": p, "solution": sample["text"],
+                                 "final_answer": answer_of(sample["text"], p.answer_kind),
                                  "sample_index": sample["sample_index"]})
         return rows, outcomes, []

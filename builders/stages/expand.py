@@ -12,7 +12,7 @@ from mathforge.builders.stages.base import BuildState
 from mathforge.builders.stages.synthesis import Synthesis, as_sampling, replies
 from mathforge.builders.stages.tutoring import Rejected, response_format
 
-from mathforge.verify.answers import gsm8k_extract, is_correct
+from mathforge.verify.grader import answer_of, is_correct
 
 SOLVE_PROMPT = ('Solve step by step, one step per line, and end with a final line "#### <number>".\n\n'
                 "{{ question }}")
@@ -50,15 +50,15 @@ class Expand(Synthesis):
         solved = replies(passes)
         rows = []
         for p, sample_index, new_id, parsed in candidates:
-            answers = [gsm8k_extract(s["text"]) for s in solved.get(new_id, [])]
-            agreed = expansion.agree(answers, self.spec.agree)
+            answers = [answer_of(s["text"], p.answer_kind) for s in solved.get(new_id, [])]
+            agreed = expansion.agree(answers, self.spec.agree, p.answer_kind)
             if agreed is None:
                 outcomes["no agreement"] += 1
-            elif not is_correct(parsed["solution"], agreed):
+            elif not is_correct(parsed["solution"], agreed, p.answer_kind):
                 outcomes["generator disagrees"] += 1
             else:
                 outcomes["accepted"] += 1
-                problem = Problem(p.index, new_id, parsed["problem"], parsed["solution"])
+                problem = Problem(p.index, new_id, parsed["problem"], parsed["solution"], p.answer_kind)
                 rows.append({"problem": problem, "solution": parsed["solution"], "final_answer": agreed,
                              "reference_answer": agreed, "sample_index": sample_index,
                              "generation": {"seed_problem": p.problem_id, "solver_answers": answers,

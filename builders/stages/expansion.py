@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import re
-from fractions import Fraction
 
 from mathforge.builders.stages.tutoring import (
     EMPTY,
@@ -19,8 +18,9 @@ from mathforge.builders.stages.tutoring import (
     never_raises,
 )
 
-from mathforge.verify.answers import gsm8k_extract, strict_number
+from mathforge.verify.answers import strict_number
 from mathforge.verify.equations import format_number
+from mathforge.verify.grader import answer_classes, answer_of
 
 MISSING_PROBLEM, MISSING_SOLUTION = "missing problem", "missing solution"
 EXPAND_REASONS = (EMPTY, TRUNCATED, REFUSAL, MALFORMED, MISSING_PROBLEM, MISSING_SOLUTION, MISSING_ANSWER)
@@ -75,7 +75,7 @@ def parse_expansion(text: str | None, finish_reason: str | None = None) -> dict 
         return Rejected(MISSING_PROBLEM)
     if solution is None:
         return Rejected(MISSING_SOLUTION)
-    answer = gsm8k_extract(solution)
+    answer = answer_of(solution)
     if answer is None:
         return Rejected(MISSING_ANSWER)
     return {"problem": problem, "solution": solution, "answer": answer}
@@ -94,17 +94,15 @@ def _expansion_text_fields(text: str) -> tuple[str | None, str | None]:
     return problem, solution
 
 
-def agree(answers: list[str | None], n: int) -> str | None:
-    """The answer (canonical spelling) that at least n of the answers give, compared as exact numbers after
-    strict_number ("1,000" == "1000.0"); None when no value reaches n or two values tie at the top."""
+def agree(answers: list[str | None], n: int, kind: str = "auto") -> str | None:
+    """The answer that at least n of the answers give, compared by the shared grader's equivalence ("1,000" ==
+    "1000.0", "\\frac12" == "0.5"); numbers in canonical spelling. None when no class reaches n or two classes
+    tie at the top."""
     if n < 1:
         raise ValueError(f"n must be at least 1, got {n}")
-    counts: dict[Fraction, int] = {}
-    for answer in answers:
-        value = strict_number(answer) if isinstance(answer, str) else None
-        if value is not None:
-            counts[value] = counts.get(value, 0) + 1
-    ranked = sorted(counts.items(), key=lambda item: -item[1])
-    if not ranked or ranked[0][1] < n or (len(ranked) > 1 and ranked[1][1] == ranked[0][1]):
+    classes = answer_classes([a if isinstance(a, str) else None for a in answers], kind)
+    if not classes or len(classes[0]) < n or (len(classes) > 1 and len(classes[1]) == len(classes[0])):
         return None
-    return format_number(ranked[0][0])
+    answer = answers[classes[0][0]]
+    value = strict_number(answer)
+    return format_number(value) if value is not None else answer

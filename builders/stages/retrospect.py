@@ -9,7 +9,7 @@ from mathforge.builders.stages.base import BuildState
 from mathforge.builders.stages.synthesis import Synthesis
 from mathforge.builders.stages.tutoring import Rejected
 
-from mathforge.verify.answers import gsm8k_extract, is_correct
+from mathforge.verify.grader import answer_of, is_correct, reference_answer
 
 
 class Retrospect(Synthesis):
@@ -22,15 +22,15 @@ class Retrospect(Synthesis):
         """Solutions with at least one [back] return whose final answer matches the gold."""
         rows, outcomes = [], Counter()
         for p in problems:
-            gold = gsm8k_extract(p.solution)
+            gold = reference_answer(p.solution, p.answer_kind)
             for sample in got.get(p.problem_id, []):
                 parsed = retrospection.parse_retrospective(sample["text"], sample["finish_reason"])
                 if isinstance(parsed, Rejected):
                     outcomes[parsed.reason] += 1
-                elif not is_correct(parsed, gold):
+                elif not is_correct(parsed, gold, p.answer_kind):
                     outcomes["wrong answer"] += 1
                 else:
                     outcomes["accepted"] += 1
-                    rows.append({"problem": p, "solution": parsed, "final_answer": gsm8k_extract(parsed),
+                    rows.append({"problem": p, "solution": parsed, "final_answer": answer_of(parsed, p.answer_kind),
                                  "sample_index": sample["sample_index"]})
         return rows, outcomes, []

@@ -5,7 +5,6 @@ import re
 
 from mathforge.builders.stages.tutoring import (
     EMPTY,
-    MALFORMED,
     MAX_CHARS,
     MISSING_ANSWER,
     REFUSAL,
@@ -17,7 +16,7 @@ from mathforge.builders.stages.tutoring import (
     unfence,
 )
 
-from mathforge.verify.answers import gsm8k_extract
+from mathforge.verify.grader import answer_of
 
 NO_BACK_MARKER, TOO_LONG = "no [back] marker", "too long"
 RETROSPECT_REASONS = (EMPTY, TRUNCATED, REFUSAL, TOO_LONG, NO_BACK_MARKER, MISSING_ANSWER)
@@ -54,7 +53,7 @@ def parse_retrospective(text: str | None, finish_reason: str | None = None) -> s
     if len(text) > MAX_CHARS:
         return Rejected(TOO_LONG)
     solution = unfence(text)
-    has_back, answer = bool(_BACK_RE.search(solution)), gsm8k_extract(solution)
+    has_back, answer = bool(_BACK_RE.search(solution)), answer_of(solution)
     if not has_back and answer is None and is_refusal(solution):
         return Rejected(REFUSAL)
     if not has_back:

@@ -11,7 +11,7 @@ from mathforge.builders.recipe import Prompt, SampleStage
 from mathforge.builders.sources import Problem
 from mathforge.builders.stages.base import BuildState, MethodRows, Stage
 
-from mathforge.verify.answers import gsm8k_extract
+from mathforge.verify.grader import reference_answer
 
 
 def as_sampling(stage, k: int | None = None, response_format: dict | None = None) -> SampleStage:
@@ -55,7 +55,7 @@ class Synthesis(Stage):
         check_models(sampling, state.recipe, [(stage.model, key + ("model",))])
         problems = state.problems
         docs = [Doc(p.problem_id, p.index, p.problem_id, prompts.render(template, prompts.problem_fields(p)),
-                    gsm8k_extract(p.solution)) for p in problems]
+                    reference_answer(p.solution, p.answer_kind), p.answer_kind) for p in problems]
         passes = run_docs(self.index, sampling, docs, state.recipe, state.console, kind=stage.type,
                           keys=[key + ("model",)])
         got = replies(passes)

@@ -14,7 +14,7 @@ from mathforge.builders.stages import tutoring
 from mathforge.builders.stages.base import BuildState, MethodRows, Stage
 
 from mathforge.errors import InputError
-from mathforge.verify.answers import gsm8k_extract, is_correct
+from mathforge.verify.grader import answer_of, is_correct, reference_answer
 
 RECORD_SCHEMA = pa.schema([
     ("problem_id", pa.string()), ("idx", pa.int64()), ("student", pa.string()), ("teacher", pa.string()),
@@ -49,8 +49,8 @@ def attempts(stage: TutorStage, problems: list[Problem], samples: dict[str, list
     chosen = []
     for p in problems:
         rows = samples.get(p.problem_id, [])
-        gold = gsm8k_extract(p.solution) if p.solution else None
-        rate = sum(is_correct(r["text"], gold) for r in rows) / len(rows) if rows else None
+        gold = reference_answer(p.solution, p.answer_kind)
+        rate = sum(is_correct(r["text"], gold, p.answer_kind) for r in rows) / len(rows) if rows else None
         for row in rows[:stage.attempts]:
             chosen.append({"problem": p, "gold": gold, "row": row, "steps": tutoring.split_steps(row["text"]),
                            "rate": rate})
@@ -113,7 +113,8 @@ def teacher_replies(samples_path: Path) -> dict[str, dict]:
 def review(attempt: dict, reply: dict | None, stage: TutorStage) -> dict:
     """Parse the teacher's reply, compose and verify the amplified solution, record every outcome."""
     problem, row, steps = attempt["problem"], attempt["row"], attempt["steps"]
-    student_correct = is_correct(row["text"], attempt["gold"])
+    kind = problem.answer_kind
+    student_correct = is_correct(row["text"], attempt["gold"], kind)
     record = {"problem_id": problem.problem_id, "idx": problem.index, "student": stage.student,
               "teacher": stage.teacher.label, "sample_index": row["sample_index"], "student_solution": row["text"],
               "n_steps": len(steps), "student_correct": student_correct, "student_pass_rate": attempt["rate"],
@@ -132,8 +133,8 @@ def review(attempt: dict, reply: dict | None, stage: TutorStage) -> dict:
                   teacher_agrees=(parsed.verdict == tutoring.CORRECT) == student_correct)
     if parsed.verdict == tutoring.WRONG:
         amplified = tutoring.compose(steps, parsed)
-        record.update(amplified=amplified, amplified_answer=gsm8k_extract(amplified),
-                      fix_accepted=is_correct(amplified, attempt["gold"]))
+        record.update(amplified=amplified, amplified_answer=answer_of(amplified, kind),
+                      fix_accepted=is_correct(amplified, attempt["gold"], kind))
         if not record["fix_accepted"]:
             record["status"] = "fix rejected: final answer does not match the gold" if attempt["gold"] \
                 else "fix unverifiable: no gold answer"

@@ -6,7 +6,7 @@ import json
 import re
 from dataclasses import dataclass
 
-from mathforge.verify.answers import gsm8k_extract
+from mathforge.verify.grader import answer_of
 
 MAX_CHARS = 100_000       # a reply is read up to this many characters; the rest is ignored
 MAX_JSON_STARTS = 4096    # at most this many `{` positions are tried as the start of a JSON object
@@ -309,7 +309,7 @@ def _validate(verdict: object, step: int | None, correction: str | None, explana
         return Rejected(STEP_OUT_OF_RANGE)
     if correction is None:
         return Rejected(MISSING_CORRECTION)
-    if gsm8k_extract(correction) is None:
+    if answer_of(correction) is None:
         return Rejected(CORRECTION_WITHOUT_ANSWER)
     return TeacherReply(WRONG, step, correction, explanation)
 

@@ -82,10 +82,3 @@ def strict_number(text: str) -> Fraction | None:
         return None
     return -value if sign else value
 
-
-def is_correct(text: str, gold: str | None) -> bool:
-    """A GSM8K-style solution's `#### n` answer equals the gold answer as an exact number (False without gold)."""
-    if gold is None:
-        return False
-    answer = gsm8k_extract(text)
-    return answer is not None and strict_number(answer) == strict_number(gold)

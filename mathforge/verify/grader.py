@@ -8,16 +8,18 @@ import os
 import re
 import threading
 from dataclasses import dataclass
+from fractions import Fraction
 from importlib import metadata
 from typing import Iterable, Literal
 
-from mathforge.verify.answers import boxed_extract, gsm8k_extract, strict_number
+from mathforge.verify.answers import gsm8k_extract, strict_number
+from mathforge.verify.extract import MAX_ANSWER_CHARS, PROSE_RE, final_answer, split_reasoning
+from mathforge.verify.extract import gold_answer as literal_answer
+from mathforge.verify.normalize import answer_list, enclosed, exact_number, normalize, strip_assignments
 
 Mode = Literal["gsm8k", "math", "auto"]
 CORRECT, WRONG, UNPARSEABLE = "correct", "wrong", "unparseable"
 TIMEOUT_SECONDS = 5
-MAX_BARE_ANSWER_CHARS = 200  # a longer text without \\boxed{} or #### is a solution, not an answer
-PROSE_RE = re.compile(r"[A-Za-z]{2,}\s+[A-Za-z]{2,}\s+[A-Za-z]{2,}")  # three words in a row: prose
 
 
 def _version(dist: str) -> str:
@@ -40,49 +42,170 @@ class Verdict:
 
 
 def extract(text: str, mode: Mode, last_number_fallback: bool = False) -> str | None:
-    """The final answer of a solution or bare answer, as the grader sees it."""
-    if "\\boxed" in text or "\\fbox" in text:
-        boxed = boxed_extract(text)
-        if boxed is not None or mode == "math":
-            return boxed
-    if "####" in text or mode == "gsm8k":
-        if "####" not in text and strict_number(text) is not None:
-            return text.strip()
-        return gsm8k_extract(text, last_number_fallback)
-    stripped = text.strip()
-    if strict_number(stripped) is not None:
-        return stripped
-    if len(stripped) <= MAX_BARE_ANSWER_CHARS and not PROSE_RE.search(stripped):
-        return stripped or None  # a bare LaTeX answer such as \frac{1}{2}
-    return gsm8k_extract(text, True) if last_number_fallback else None
+    """The final answer of a solution or bare answer, as the grader sees it (see `extract.final_answer`)."""
+    answer, _ = final_answer(text, mode)
+    if answer is None and last_number_fallback:
+        _, final = split_reasoning(text)
+        answer = gsm8k_extract(final, True) if final is not None else None
+    return answer
 
 
 def grade(gold: str, pred: str, mode: Mode = "auto", last_number_fallback: bool = False,
           timeout: float = TIMEOUT_SECONDS) -> Verdict:
     """Grade one prediction (an answer or a whole solution) against a gold answer or gold solution."""
-    gold_answer = extract(gold, mode)
+    gold_answer = literal_answer(gold, mode)
     if gold_answer is None:
         return Verdict(UNPARSEABLE, None, "gold answer unparseable")
-    pred_answer = extract(pred, mode, last_number_fallback)
+    pred_answer, how = final_answer(pred, mode)
+    if pred_answer is None and last_number_fallback:
+        pred_answer = extract(pred, mode, True)
     if pred_answer is None:
-        return Verdict(UNPARSEABLE, None, "no final answer found")
-    gold_num, pred_num = strict_number(gold_answer), strict_number(pred_answer)
-    if gold_num is not None and pred_num is not None:
-        return Verdict(CORRECT if gold_num == pred_num else WRONG, pred_answer)
+        return Verdict(UNPARSEABLE, None, "reasoning not finished" if how.startswith("reasoning")
+                       else "no final answer found")
     if mode == "gsm8k":
-        return Verdict(UNPARSEABLE, pred_answer, "not a number")
-    return _latex_verdict(gold_answer, pred_answer, timeout)
+        gold_num, pred_num = strict_number(gold_answer), strict_number(pred_answer)
+        if gold_num is None or pred_num is None:
+            return Verdict(UNPARSEABLE, pred_answer, "not a number")
+        return Verdict(CORRECT if gold_num == pred_num else WRONG, pred_answer)
+    verdict, reason = compare(gold_answer, pred_answer, timeout)
+    return Verdict(verdict, pred_answer, reason)
 
 
-def _latex_verdict(gold_answer: str, pred_answer: str, timeout: float) -> Verdict:
+KINDS = {"gsm8k": "gsm8k", "latex": "math", "auto": "auto"}  # a source's answer kind -> the grading mode
+
+
+def reference_answer(solution: str | None, kind: str = "auto") -> str | None:
+    """The gold answer in a gold solution or bare answer (kind: gsm8k `#### n`, latex, or auto)."""
+    return literal_answer(solution, KINDS[kind]) if solution else None
+
+
+def answer_of(text: str, kind: str = "auto") -> str | None:
+    """The final answer of a model's solution, as the grader reads it (None: it gives none)."""
+    return extract(text, KINDS[kind])
+
+
+def is_correct(text: str, gold: str | None, kind: str = "auto") -> bool:
+    """A model solution's final answer is equivalent to the gold answer (always False without a gold answer)."""
+    return gold is not None and grade(gold, text, KINDS[kind]).verdict == CORRECT
+
+
+def same_answer(a: str, b: str, kind: str = "auto") -> bool:
+    """Two extracted answers are equivalent (one class of a majority vote)."""
+    if kind == "gsm8k":
+        x, y = strict_number(a), strict_number(b)
+        return x is not None and x == y
+    return compare(a, b)[0] == CORRECT
+
+
+def answer_classes(answers: list[str | None], kind: str = "auto") -> list[list[int]]:
+    """Indices of the answers grouped by equivalence (not by spelling: `\\frac12` and `0.5` vote together),
+    largest class first, ties by first appearance; None, empty and (gsm8k) non-numeric answers are in no class."""
+    classes: list[list[int]] = []
+    spelled: dict[str, int] = {}
+    for i, answer in enumerate(answers):
+        if answer is None or not answer.strip() or (kind == "gsm8k" and strict_number(answer) is None):
+            continue
+        if answer in spelled:
+            classes[spelled[answer]].append(i)
+            continue
+        home = next((c for c, members in enumerate(classes) if same_answer(answers[members[0]], answer, kind)), None)
+        if home is None:
+            home = len(classes)
+            classes.append([])
+        classes[home].append(i)
+        spelled[answer] = home
+    return sorted(classes, key=lambda members: (-len(members), members[0]))
+
+
+def compare(gold: str, pred: str, timeout: float = TIMEOUT_SECONDS, depth: int = 0) -> tuple[str, str | None]:
+    """(verdict, reason) for two extracted answers: normalized spelling, exact rationals, multiple answers in any
+    order, then math-verify with an exactness guard. Never true by rounding: rationals compare exactly, exact
+    irrationals at 120 digits, and a decimal only stands for an exact value when printed in full (15+ digits)."""
+    g, p = normalize(gold), normalize(pred)
+    if g == p:
+        return CORRECT, None
+    if ("=" in g) != ("=" in p):  # `x = 3` against `3`; `x=2, y=-1` against `2, -1` or the point `(2, -1)`
+        g, p = strip_assignments(g, enclosed(p)), strip_assignments(p, enclosed(g))
+    exact_g, exact_p = exact_number(g), exact_number(p)
+    if exact_g is not None and exact_p is not None:
+        return (CORRECT, None) if exact_g == exact_p or _long_decimal_of(g, p, exact_g, exact_p) else (WRONG, None)
+    parts_g, parts_p = answer_list(g), answer_list(p)
+    if (len(parts_g) > 1 or len(parts_p) > 1) and depth == 0:
+        if len(parts_g) != len(parts_p):
+            return WRONG, f"{len(parts_p)} answer(s) for {len(parts_g)}"
+        return _match_all(parts_g, parts_p, timeout)
+    if (why := too_large(g) or too_large(p)) is not None:
+        return UNPARSEABLE, why
+    if exact_g is not None and exact_p is None and PROSE_RE.search(p):
+        return WRONG, None
+    return _latex_verdict(g, p, timeout, decimal_digits(p))
+
+
+def _long_decimal_of(g: str, p: str, exact_g, exact_p) -> bool:
+    """One side is a decimal printed in full (15+ significant digits, as a float64 prints it) within a relative
+    1e-14 of the other side written as a fraction: 0.0833333333333333 is 1/12. A shorter decimal is a rounding,
+    and two decimals (0.3, 0.30000000000000004) are compared exactly."""
+    for text, value, other_text, other in ((g, exact_g, p, exact_p), (p, exact_p, g, exact_g)):
+        if ("frac" in other_text or "/" in other_text) and decimal_digits(text) >= 15 and other != 0 \
+                and abs(value - other) <= abs(other) * Fraction(1, 10**14):
+            return True
+    return False
+
+
+def _match_all(golds: list[str], preds: list[str], timeout: float) -> tuple[str, str | None]:
+    """Every predicted answer matches a different gold answer (sets and multiple answers: any order)."""
+    left = list(golds)
+    for pred in preds:
+        hit = next((i for i, gold in enumerate(left) if compare(gold, pred, timeout, depth=1)[0] == CORRECT), None)
+        if hit is None:
+            return WRONG, f"no gold answer matches {pred!r}"
+        left.pop(hit)
+    return CORRECT, None
+
+
+DECIMAL_RE = re.compile(r"[0-9]*\.[0-9]+")
+MAX_DIGITS = 400          # a literal integer longer than this is not compared
+MAX_EXPONENT = 10_000     # a literal exponent or factorial argument above this is not computed
+MAX_NESTING = 40          # brace depth
+NESTED_POWER_RE = re.compile(r"\^\s*\{[^{}]*(?:\^|!)")
+EXPONENT_RE = re.compile(r"(?:\^\s*\{?\s*|\*\*\s*)([0-9]+)|([0-9]+)\s*!")
+
+
+def too_large(answer: str) -> str | None:
+    """Why an answer is not handed to the symbolic layer (None: it may be): size caps, so no parse can run away."""
+    if len(answer) > MAX_ANSWER_CHARS:
+        return "answer too long"
+    if re.search(rf"[0-9]{{{MAX_DIGITS + 1}}}", answer):
+        return "number too long"
+    depth = peak = 0
+    for ch in answer:
+        depth += (ch == "{") - (ch == "}")
+        peak = max(peak, depth)
+    if peak > MAX_NESTING:
+        return "nesting too deep"
+    if NESTED_POWER_RE.search(answer):
+        return "nested exponent"
+    for match in EXPONENT_RE.finditer(answer):
+        if int(match.group(1) or match.group(2)) > MAX_EXPONENT:
+            return "exponent too large"
+    return None
+
+
+def decimal_digits(text: str) -> int:
+    """Significant digits of the longest decimal written in an answer (0: none): how precise an approximation is."""
+    return max((len(m.replace(".", "").lstrip("0")) for m in DECIMAL_RE.findall(text)), default=0)
+
+
+def _latex_verdict(gold_answer: str, pred_answer: str, timeout: float, digits: int = 0) -> tuple[str, str | None]:
     """math-verify on LaTeX only (its plain-expression path runs sympy's parse_expr, i.e. eval)."""
     if threading.current_thread() is threading.main_thread():
-        return _math_verify(gold_answer, pred_answer, timeout)
+        return _math_verify(gold_answer, pred_answer, timeout, digits)
     return _in_helper_process(gold_answer, pred_answer, timeout)
 
 
-def _math_verify(gold_answer: str, pred_answer: str, timeout: float | None) -> Verdict:
-    """Run math-verify here (main thread: its SIGALRM timeouts work) on `$...$`-wrapped answers."""
+def _math_verify(gold_answer: str, pred_answer: str, timeout: float | None, digits: int = 0) -> tuple[str, str | None]:
+    """Run math-verify here (main thread: its SIGALRM timeouts work) on `$...$`-wrapped answers; a `True` on two
+    numbers is then checked exactly (rationals) or to a relative 1e-12, never by rounding."""
     from math_verify import LatexExtractionConfig, parse, verify
 
     config = [LatexExtractionConfig()]
@@ -91,23 +214,56 @@ def _math_verify(gold_answer: str, pred_answer: str, timeout: float | None) -> V
         gold_parsed = parse(f"${gold_answer}$", extraction_config=config, parsing_timeout=seconds)
         pred_parsed = parse(f"${pred_answer}$", extraction_config=config, parsing_timeout=seconds)
     except Exception as exc:  # math-verify raises TimeoutError/ValueError on hostile input
-        return Verdict(UNPARSEABLE, pred_answer, f"latex parse failed: {type(exc).__name__}")
+        return UNPARSEABLE, f"latex parse failed: {type(exc).__name__}"
     if not gold_parsed:
-        return Verdict(UNPARSEABLE, pred_answer, "gold answer unparseable")
+        return UNPARSEABLE, "gold answer unparseable"
     if not pred_parsed:
-        return Verdict(UNPARSEABLE, pred_answer, "prediction unparseable")
+        return UNPARSEABLE, "prediction unparseable"
     try:
         ok = verify(gold_parsed, pred_parsed, timeout_seconds=seconds)
+        if ok and not _numbers_agree(gold_parsed[0], pred_parsed[0], digits):
+            return WRONG, "differs beyond rounding"
     except Exception as exc:
-        return Verdict(UNPARSEABLE, pred_answer, f"comparison failed: {type(exc).__name__}")
-    return Verdict(CORRECT if ok else WRONG, pred_answer)
+        return UNPARSEABLE, f"comparison failed: {type(exc).__name__}"
+    return (CORRECT, None) if ok else (WRONG, None)
+
+
+def _numbers_agree(gold, pred, digits: int = 0) -> bool:
+    """For two plain numbers: exact equality of rationals, else a relative 1e-12 at 50 digits. Anything that is
+    not a pair of numbers (sets, intervals, expressions with symbols) is left to math-verify's verdict."""
+    import sympy
+
+    if not (isinstance(gold, sympy.Expr) and isinstance(pred, sympy.Expr) and gold.is_number and pred.is_number):
+        return True
+    if gold.is_Rational and pred.is_Rational:
+        return bool(gold == pred)
+    # exact expressions (no decimal written) are compared at 120 digits, so sqrt(10^40+1) is not 10^20;
+    # a written decimal is an approximation, held to a relative 1e-12 (never an absolute rounding): 12 or more
+    # right significant digits are the value (0.0833333333333333 for 1/12), fewer are a rounding of it
+    if pred.has(sympy.Float) and not gold.has(sympy.Float):
+        # the decimals as written are exact values (10.5 is 21/2, 0.0000000001 is 10^-10): equal as such, or the
+        # decimal is printed in full (15+ significant digits, as a float64 prints it) within a relative 1e-14;
+        # any shorter decimal is a rounding of the answer, and wrong
+        written = pred.xreplace({f: sympy.Rational(str(f)) for f in pred.atoms(sympy.Float)})
+        return _close(gold, written, 120, "1e-100") or (digits >= 15 and _close(gold, pred, 50, "1e-14"))
+    approximate = gold.has(sympy.Float) or pred.has(sympy.Float)
+    return _close(gold, pred, 50, "1e-12") if approximate else _close(gold, pred, 120, "1e-100")
+
+
+def _close(a, b, digits: int, tolerance: str) -> bool:
+    """|a - b| <= tolerance * max(|a|, |b|) at `digits` digits: relative, so tiny numbers are never equal."""
+    import sympy
+
+    x, y = a.evalf(digits), b.evalf(digits)
+    scale = max(abs(x), abs(y))
+    return bool(scale == 0 or abs(x - y) <= sympy.Float(tolerance, digits) * scale)
 
 
 _helper_lock = threading.Lock()
 _helper: cf.ProcessPoolExecutor | None = None
 
 
-def _in_helper_process(gold_answer: str, pred_answer: str, timeout: float) -> Verdict:
+def _in_helper_process(gold_answer: str, pred_answer: str, timeout: float) -> tuple[str, str | None]:
     """Off the main thread: grade in a helper process and kill it if it overruns the timeout."""
     global _helper
     with _helper_lock:
@@ -121,8 +277,7 @@ def _in_helper_process(gold_answer: str, pred_answer: str, timeout: float) -> Ve
                 proc.kill()
             _helper.shutdown(wait=False, cancel_futures=True)
             _helper = None
-            reason = "timeout" if isinstance(exc, cf.TimeoutError) else "grader process died"
-            return Verdict(UNPARSEABLE, pred_answer, reason)
+            return UNPARSEABLE, "timeout" if isinstance(exc, cf.TimeoutError) else "grader process died"
 
 
 @atexit.register

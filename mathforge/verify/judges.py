@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from fractions import Fraction
+
 from mathforge.verify.answers import gsm8k_extract, paper_extract, strict_number
 from mathforge.verify.arithmetic import paper_check
 from mathforge.verify.equations import all_equations, annotations, canonical_equation, format_number, paper_key
