@@ -11,6 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError,
 
 from mathforge.errors import InputError, line_map, yaml_error
 
+REASONING_MAX_TOKENS = 32_768  # max_tokens default of stages whose model is a reasoning one (long traces)
 SEMVER_RE = re.compile(r"^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)(?:-[0-9A-Za-z.-]+)?(?:\+[0-9A-Za-z.-]+)?$")
 
 
@@ -64,6 +65,7 @@ class ModelSpec(Strict):
     tp: int = Field(default=1, ge=1)
     dp: int = Field(default=1, ge=1)
     build_tiny: bool = False  # local/batched backends: build the tiny test model at `model` when it is missing
+    reasoning: bool = False   # a reasoning model (R1-style, Qwen3 thinking): max_tokens defaults to 32768
 
     @model_validator(mode="after")
     def reachable(self) -> "ModelSpec":
@@ -93,6 +95,12 @@ class Quota(Strict):
     max_samples: int = Field(ge=1)
 
 
+def reasoning_budget(stage, models: list[ModelSpec]) -> None:
+    """A stage's max_tokens, when the recipe does not give it, sized for reasoning traces if any model reasons."""
+    if "max_tokens" not in stage.model_fields_set and any(m.reasoning for m in models):
+        stage.max_tokens = REASONING_MAX_TOKENS
+
+
 class Requests(Strict):
     """How a stage's requests are sent: timeouts, retries, tolerated failures, readiness, checkpoints."""
 
@@ -115,7 +123,7 @@ class SampleStage(Requests):
     k: int = Field(default=100, ge=1)
     temperature: float = Field(default=0.7, ge=0)
     top_p: float = Field(default=1.0, gt=0, le=1)
-    max_tokens: int = Field(default=512, ge=1)
+    max_tokens: int = Field(default=512, ge=1)  # 32768 when a model is a reasoning one (see reasoning_budget)
     seed: int = 0
     stop: list[str] = Field(default_factory=list)  # the paper stops at end-of-sequence only
     prompt: Prompt = Prompt()
@@ -128,6 +136,11 @@ class SampleStage(Requests):
         labels = [m.label for m in self.models]
         if len(set(labels)) != len(labels):
             raise ValueError(f"two models share a name ({', '.join(labels)}): give each a distinct `name`")
+        return self
+
+    @model_validator(mode="after")
+    def reasoning_max_tokens(self) -> "SampleStage":
+        reasoning_budget(self, self.models)
         return self
 
 
@@ -143,9 +156,14 @@ class TutorStage(Requests):
     structured: bool = True            # send a JSON schema as response_format (servers without it get the text)
     output: Literal["corrected", "exchange"] = "exchange"  # corpus text: corrected solution, or the exchange (CPT)
     temperature: float = Field(default=0.0, ge=0)
-    max_tokens: int = Field(default=1024, ge=1)
+    max_tokens: int = Field(default=1024, ge=1)  # 32768 when the teacher is a reasoning model
     seed: int = 0
     concurrency: int = Field(default=32, ge=1)
+
+    @model_validator(mode="after")
+    def reasoning_max_tokens(self) -> "TutorStage":
+        reasoning_budget(self, [self.teacher])
+        return self
 
 
 class SynthesisStage(Requests):
@@ -156,9 +174,14 @@ class SynthesisStage(Requests):
     chat: bool = True
     k: int = Field(default=4, ge=1)
     temperature: float = Field(default=0.7, ge=0)
-    max_tokens: int = Field(default=1024, ge=1)
+    max_tokens: int = Field(default=1024, ge=1)  # 32768 when the model is a reasoning one
     seed: int = 0
     concurrency: int = Field(default=32, ge=1)
+
+    @model_validator(mode="after")
+    def reasoning_max_tokens(self) -> "SynthesisStage":
+        reasoning_budget(self, [self.model])
+        return self
 
 
 class DiversifyStage(SynthesisStage):
@@ -273,6 +296,7 @@ class Publish(Strict):
     tags: list[str] = Field(default_factory=list)
     methods: list[str] = Field(default_factory=lambda: ["gold", "rft", "tutor"])  # rows in cpt/sft/messages
     templates: Templates = Templates()
+    reasoning: Literal["none", "think"] = "none"  # think: `<think>\n{reasoning}\n</think>\n\n` before the solution
 
 
 class Output(Strict):

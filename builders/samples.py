@@ -94,6 +94,7 @@ class TableSample:
     sample_index: int | None
     line: int
     temperature: float | None = None
+    reasoning: str | None = None  # a reasoning model's trace (the `reasoning` column; tables without it: none)
 
 
 def read_table_samples(source: SampleSource, problems: list[Problem]) -> tuple[list[TableSample], list[tuple[int, str]]]:
@@ -120,10 +121,12 @@ def read_table_samples(source: SampleSource, problems: list[Problem]) -> tuple[l
             rejects.append((number, f"{text_col} is not a string"))
         else:
             seed, index, temp = row.get("seed"), row.get("sample_index"), row.get("temperature")
+            reasoning = row.get("reasoning")
             samples.append(TableSample(problem, str(row.get("model") or source.model), text,
                                        seed if isinstance(seed, int) else None,
                                        index if isinstance(index, int) else None, number,
-                                       float(temp) if isinstance(temp, (int, float)) else None))
+                                       float(temp) if isinstance(temp, (int, float)) else None,
+                                       reasoning if isinstance(reasoning, str) and reasoning else None))
     return samples, rejects
 
 

@@ -1,8 +1,8 @@
-"""Sampling metrics: unbiased pass@k, majority-vote maj@k, and distinct reasoning paths per question."""
+"""Sampling metrics: unbiased pass@k, majority-vote maj@k, distinct reasoning paths, and their standard errors."""
 from __future__ import annotations
 
 from collections import Counter
-from math import comb
+from math import comb, sqrt
 from typing import Hashable, Sequence
 
 
@@ -32,3 +32,18 @@ def maj_at_k(answers: Sequence[Hashable | None], gold: Hashable, k: int) -> bool
 def distinct_paths(keys: Sequence[str | None], correct: Sequence[bool]) -> int:
     """Distinct reasoning paths among the correct samples: distinct equation keys (the builder's key)."""
     return len({key for key, ok in zip(keys, correct) if ok and key is not None})
+
+
+def binomial_se(p: float, n: int) -> float:
+    """Standard error of an accuracy p measured on n questions: sqrt(p (1 - p) / n) (0 without questions)."""
+    return sqrt(p * (1 - p) / n) if n else 0.0
+
+
+def mean_se(values: Sequence[float]) -> float:
+    """Standard error of a mean over questions: the standard deviation of the per-question values (population
+    form, so on 0/1 values it is exactly `binomial_se`) over sqrt(n); 0 without questions."""
+    n = len(values)
+    if not n:
+        return 0.0
+    mean = sum(values) / n
+    return sqrt(sum((v - mean) ** 2 for v in values) / n) / sqrt(n)

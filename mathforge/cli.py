@@ -3,11 +3,9 @@ from __future__ import annotations
 
 import os
 import sys
-import tempfile
 from pathlib import Path
 from typing import List, Optional
 
-import orjson
 import typer
 from rich.console import Console
 from rich.table import Table
@@ -381,45 +379,16 @@ def grade(pairs: Path = typer.Argument(..., help="JSONL rows with `gold` and `pr
           mode: str = typer.Option("auto", help="gsm8k, math or auto."),
           workers: Optional[int] = typer.Option(None, min=1, help="Worker processes (default: all cores).")) -> None:
     """Grade predictions against gold answers on all cores."""
-    from mathforge.verify.grader import grade_batch
+    from mathforge.verify.pairs import grade_file
 
     try:
         if mode not in ("gsm8k", "math", "auto"):
             raise InputError("must be gsm8k, math or auto", key="--mode")
-        rows = _read_pairs(pairs)
-        verdicts = grade_batch([(r["gold"], r["pred"]) for r in rows], mode, workers=workers)
-        _write_jsonl_atomic(out, [{**r, "verdict": v.verdict, "pred_answer": v.pred, "reason": v.reason}
-                                  for r, v in zip(rows, verdicts)])
+        counts = grade_file(pairs, out, mode, workers)
     except Exception as exc:
         _fail(exc)
-    counts = {}
-    for v in verdicts:
-        counts[v.verdict] = counts.get(v.verdict, 0) + 1
-    Console().print(f"graded {len(rows)} rows -> {out}: " + ", ".join(f"{k} {n}" for k, n in sorted(counts.items())))
-
-
-def _read_pairs(path: Path) -> list[dict]:
-    from mathforge.builders.sources import read_table
-
-    rows, numbers = read_table(path)
-    for row, number in zip(rows, numbers):
-        for key in ("gold", "pred"):
-            if not isinstance(row.get(key), (str, int, float)):
-                raise InputError("missing or not a string", str(path), number, key)
-    return [{**row, "gold": str(row["gold"]), "pred": str(row["pred"])} for row in rows]
-
-
-def _write_jsonl_atomic(path: Path, rows: list[dict]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            for row in rows:
-                handle.write(orjson.dumps(row) + b"\n")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    Console().print(f"graded {sum(counts.values())} rows -> {out}: " +
+                    ", ".join(f"{k} {n}" for k, n in sorted(counts.items())))
 
 
 def expand_multi_values(argv: list[str]) -> list[str]:

@@ -9,6 +9,7 @@ from datatrove.pipeline.inference.servers import EndpointServer, SGLangServer, V
 from datatrove.pipeline.inference.types import InferenceError
 
 RETRYABLE_STATUS = {408, 409, 425, 429, 500, 502, 503, 504}
+REASONING_FIELDS = ("reasoning_content", "reasoning")  # DeepSeek / vLLM / SGLang name it one way, others the other
 
 
 class RequestFailed(InferenceError):
@@ -65,13 +66,8 @@ class HttpxRequests:
         try:
             data = json.loads(response.content)
             choice = data["choices"][0]
-            if self.config.use_chat:
-                text = choice["message"]["content"]
-            else:
-                text = choice["text"]
-            if not isinstance(text, str):
-                raise TypeError("text is not a string")
-        except (ValueError, KeyError, IndexError, TypeError) as exc:
+            check_reply(choice["message"] if self.config.use_chat else {"content": choice["text"]})
+        except (ValueError, KeyError, IndexError, TypeError, AttributeError) as exc:
             raise RequestFailed(f"malformed response: {type(exc).__name__}", True) from None
         data.setdefault("usage", {})
         return data
@@ -81,6 +77,17 @@ class HttpxRequests:
             await client.aclose()
         self._clients = None
         await super().server_cleanup()
+
+
+def check_reply(message: dict) -> None:
+    """A reply holds text, reasoning (`reasoning_content` or `reasoning`, as reasoning servers name it) or both;
+    content may be null only beside reasoning (a trace cut off before its answer). datatrove reads both fields."""
+    reasoning = [message.get(name) for name in REASONING_FIELDS]
+    if any(r is not None and not isinstance(r, str) for r in reasoning):
+        raise TypeError("reasoning is not a string")
+    content = message.get("content")
+    if not isinstance(content, str) and not (content is None and any(reasoning)):
+        raise TypeError("text is not a string")
 
 
 async def probe_ready(base_url: str, headers: dict | None = None, timeout: float = 5.0) -> bool:

@@ -20,6 +20,7 @@ from mathforge.builders.recipe import Executor, ModelSpec, SampleStage
 from mathforge.builders.sources import Problem
 
 from mathforge.errors import InputError
+from mathforge.verify.extract import split_reasoning
 from mathforge.verify.grader import is_correct, reference_answer
 
 SAMPLE_SCHEMA = pa.schema([
@@ -28,6 +29,7 @@ SAMPLE_SCHEMA = pa.schema([
     ("temperature", pa.float64()), ("top_p", pa.float64()), ("max_tokens", pa.int64()), ("stop", pa.string()),
     ("prompt_format", pa.string()), ("text", pa.string()), ("finish_reason", pa.string()),
     ("prompt_tokens", pa.int64()), ("completion_tokens", pa.int64()), ("attempts", pa.int64()),
+    ("reasoning", pa.string()),  # a reasoning model's trace, apart from `text` (null: none; older files lack it)
 ])
 FAILURE_SCHEMA = pa.schema([
     ("problem_id", pa.string()), ("doc_id", pa.string()), ("idx", pa.int64()), ("model", pa.string()), ("sample_index", pa.int64()),
@@ -109,7 +111,7 @@ def sampling_params(stage: SampleStage) -> dict:
 def fingerprint(stage: SampleStage, spec: ModelSpec, docs: list[Doc]) -> str:
     """Everything that decides which requests are sent: model, params, template, the prompts themselves."""
     ids = hashlib.sha256("\n".join(f"{d.id}\t{d.text}" for d in docs).encode()).hexdigest()
-    body = {"model": spec.model_dump(exclude={"name", "build_tiny"}), "params": sampling_params(stage),
+    body = {"model": spec.model_dump(exclude={"name", "build_tiny", "reasoning"}), "params": sampling_params(stage),
             "problems": ids}
     return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()[:16]
 
@@ -203,6 +205,16 @@ def cut_at_stop(text: str, stops: list[str]) -> tuple[str, bool]:
     return (text[:cut], True) if cut >= 0 else (text, False)
 
 
+def split_sample(text: str, reasoning: str | None) -> tuple[str | None, str]:
+    """(reasoning, solution text) of a reply: the server's separate reasoning field and any `<think>` block in
+    the text, joined; the text keeps what follows the last closing tag (empty when the trace was cut off)."""
+    inline, final = split_reasoning(text)
+    joined = "\n\n".join(part for part in (reasoning, inline) if part) or None
+    if inline is None:
+        return joined, text
+    return joined, final.lstrip() if final is not None else ""
+
+
 async def one_sample(document, generate, spec: dict, index: int) -> dict:
     seed = sample_seed(spec["seed"], spec["label"], document.id, index)
     payload = request_payload(document, spec, seed)
@@ -221,10 +233,11 @@ async def one_sample(document, generate, spec: dict, index: int) -> dict:
             await asyncio.sleep(min(spec["retry_backoff"] * 2 ** attempt, 30.0))
             continue
         text, cut = cut_at_stop(result.text, spec["stop"])
+        reasoning, text = split_sample(text, result.reasoning)
         usage = result.usage or {}
         PROGRESS["done"] += 1
         PROGRESS["tokens"] += int(usage.get("completion_tokens") or 0)
-        return {"sample_index": index, "seed": seed, "status": "ok", "text": text,
+        return {"sample_index": index, "seed": seed, "status": "ok", "text": text, "reasoning": reasoning,
                 "finish_reason": "stop" if cut else result.finish_reason,
                 "prompt_tokens": usage.get("prompt_tokens"), "completion_tokens": usage.get("completion_tokens"),
                 "attempts": attempt + 1}
@@ -413,14 +426,17 @@ def read_outputs(mp: ModelPass, docs: list[Doc]) -> tuple[list[dict], list[dict]
         samples = results[0]["samples"] if results else []
         for s in samples:
             if s["status"] == "ok":
+                # documents checkpointed by a version before the reasoning split hold the raw text: split it here
+                reasoning, text = (s["reasoning"], s["text"]) if "reasoning" in s else split_sample(s["text"], None)
                 rows.append({"problem_id": d.problem_id, "doc_id": d.id, "idx": d.idx, "model": mp.label,
                              "model_id": spec.model,
                              "revision": spec.revision, "backend": spec.backend, "sample_index": s["sample_index"],
                              "seed": s["seed"], "temperature": stage.temperature, "top_p": stage.top_p,
                              "max_tokens": stage.max_tokens, "stop": json.dumps(stage.stop),
-                             "prompt_format": "chat" if stage.prompt.chat else "completion", "text": s["text"],
+                             "prompt_format": "chat" if stage.prompt.chat else "completion", "text": text,
                              "finish_reason": s.get("finish_reason"), "prompt_tokens": s.get("prompt_tokens"),
-                             "completion_tokens": s.get("completion_tokens"), "attempts": s["attempts"]})
+                             "completion_tokens": s.get("completion_tokens"), "attempts": s["attempts"],
+                             "reasoning": reasoning})
             else:
                 failures.append({"problem_id": d.problem_id, "doc_id": d.id, "idx": d.idx, "model": mp.label,
                                  "sample_index": s["sample_index"], "seed": s["seed"], "attempts": s["attempts"],

@@ -151,6 +151,7 @@ def render_card(recipe, recipe_yaml: str, stats: dict, columns: dict[str, list],
         _table(["method", "rows", "mean", "median", "p90", "max"],
                [[m, s["rows"], s["mean_words"], s["median_words"], s["p90_words"], s["max_words"]]
                 for m, s in length_stats(columns).items()]) + "\n",
+        *_reasoning_section(stats, recipe.publish.reasoning),
         *_tutor_section(stats.get("tutor")),
         *_synthesis_section(stats),
         "### Plots\n",
@@ -161,6 +162,23 @@ def render_card(recipe, recipe_yaml: str, stats: dict, columns: dict[str, list],
         "Learning Mathematical Reasoning with Large Language Models*).\n",
     ]
     return "\n".join(parts)
+
+
+def _reasoning_section(stats: dict, mode: str) -> list[str]:
+    """Reasoning traces: how many samples had one, their length, and whether the training configs show them."""
+    traces = stats.get("reasoning")
+    if not traces:
+        return []
+    shown = ("before each solution in `<think>` tags" if mode == "think" else
+             "not in the training configs (`publish.reasoning: think` puts them there)")
+    return [
+        "### Reasoning traces\n",
+        f"{traces['samples']} of {stats['samples']} samples came with a reasoning trace, kept apart from the "
+        f"solution in the `reasoning` column; cpt / sft / messages: {shown}.\n",
+        _table(["length", "mean", "median", "p90"],
+               [[unit, traces[key]["mean"], traces[key]["median"], traces[key]["p90"]]
+                for unit, key in (("characters", "chars"), ("whitespace tokens", "tokens"))]) + "\n",
+    ]
 
 
 def _tutor_section(tutor: dict | None) -> list[str]:

@@ -20,6 +20,7 @@ SCHEMA = pa.schema([
     ("equations", pa.list_(pa.string())), ("equation_key", pa.string()), ("source", pa.string()),
     ("cpt_text", pa.string()),  # set when a method's CPT form is not the row's question + solution (tutor)
     ("contaminated", pa.bool_()),  # decontamination verdict (null when the recipe declares no eval sets)
+    ("reasoning", pa.string()),  # the sampled reasoning trace before the solution (null: none, and gold rows)
 ])
 SHARD_ROWS = 100_000
 
@@ -34,13 +35,13 @@ def corpus_rows(problems, results, judge, include_gold: bool) -> dict[str, list]
             equations = judge.equations(problem.solution)
             key = judge.judge(problem.index, problem.solution)[2]
             _append(columns, problem, reference, problem.solution, reference, "gold", None, None, None,
-                    None, "correct", judge.verifier, equations, key, None)
+                    None, "correct", judge.verifier, equations, key, None, None)
         for kept in result.kept:
             generation = json.dumps({"temperature": kept.temperature, "seed": kept.seed}, sort_keys=True)
             # edge whitespace is the sampler's (e.g. the space after "Answer:"), not part of the solution
             _append(columns, problem, reference, kept.text.strip(), _answer_text(kept.answer), "rft", kept.model,
                     kept.sample_index, kept.seed, generation, "correct", judge.verifier,
-                    judge.equations(kept.text), kept.key, kept.source)
+                    judge.equations(kept.text), kept.key, kept.source, kept.reasoning)
     return columns
 
 
@@ -55,7 +56,8 @@ def append_method_rows(columns: dict[str, list], rows: list[dict], method: str, 
                   "teacher": row.get("teacher"), "sample_index": row.get("sample_index"), "seed": None,
                   "generation": json.dumps(row.get("generation") or {}, sort_keys=True), "verdict": "correct",
                   "verifier": judge.verifier, "equations": judge.equations(row["solution"]), "equation_key": None,
-                  "source": source, "cpt_text": row.get("cpt_text"), "contaminated": None}
+                  "source": source, "cpt_text": row.get("cpt_text"), "contaminated": None,
+                  "reasoning": row.get("reasoning")}
         for name in SCHEMA.names:
             columns[name].append(values[name])
 
@@ -65,9 +67,9 @@ def _answer_text(answer) -> str:
 
 
 def _append(columns, problem, reference, solution, final, method, model, index, seed, generation, verdict,
-            verifier, equations, key, source) -> None:
+            verifier, equations, key, source, reasoning) -> None:
     values = (problem.problem_id, problem.question, reference, solution, final, method, model, None, index,
-              seed, generation, verdict, verifier, equations, key, source, None, None)
+              seed, generation, verdict, verifier, equations, key, source, None, None, reasoning)
     for name, value in zip(SCHEMA.names, values):
         columns[name].append(value)
 

@@ -7,7 +7,9 @@ from mathforge.builders import prompts
 SFT_PROMPT = prompts.ALPACA
 SFT_COMPLETION = " {{ solution }}"
 CPT_TEXT = "{{ question }}\n\n{{ solution }}"
-ROW_FIELDS = ("problem_id", "question", "solution", "final_answer", "reference_answer", "method", "model")
+THINK = "<think>\n{reasoning}\n</think>\n\n{solution}"  # publish.reasoning: think (open-r1 / OpenThoughts form)
+ROW_FIELDS = ("problem_id", "question", "solution", "final_answer", "reference_answer", "method", "model",
+              "reasoning")
 MESSAGE = pa.struct([("role", pa.string()), ("content", pa.string())])
 SCHEMAS = {
     "cpt": pa.schema([("text", pa.string()), ("problem_id", pa.string()), ("method", pa.string())]),
@@ -32,6 +34,16 @@ def check_templates(publish, where) -> None:
             prompts.check_template(text, file, key, row)
 
 
+def training_row(columns: dict[str, list], i: int, reasoning: str) -> dict:
+    """Row i's template fields; with `reasoning: think` its solution carries the reasoning before it in
+    `<think>` tags (rows without reasoning keep the solution alone). `reasoning` is "" where a row has none."""
+    row = {name: columns[name][i] for name in ROW_FIELDS}
+    row["reasoning"] = row["reasoning"] or ""
+    if reasoning == "think" and row["reasoning"]:
+        row["solution"] = THINK.format(reasoning=row["reasoning"], solution=row["solution"])
+    return row
+
+
 def training_views(columns: dict[str, list], publish) -> dict[str, dict[str, list]]:
     """cpt / sft / messages columns for the rows whose method the recipe publishes, in corpus order."""
     templates = templates_of(publish)
@@ -40,7 +52,7 @@ def training_views(columns: dict[str, list], publish) -> dict[str, dict[str, lis
     for i in range(len(columns["problem_id"])):
         if columns["method"][i] not in keep:
             continue
-        row = {name: columns[name][i] for name in ROW_FIELDS}
+        row = training_row(columns, i, publish.reasoning)
         prompt = prompts.render(templates["prompt"], row)
         completion = prompts.render(templates["completion"], row)
         base = {"problem_id": row["problem_id"], "method": row["method"]}

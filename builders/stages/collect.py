@@ -7,6 +7,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Literal
 
+from mathforge.builders.generation.runner import split_sample
 from mathforge.builders.publish.corpus import append_method_rows, corpus_rows
 from mathforge.builders.samples import SampleSource, completion_of, discover, read_seed_lines, read_table_samples
 from mathforge.builders.sources import Problem
@@ -31,6 +32,7 @@ class Kept:
     temperature: float | None
     sample_index: int
     source: str
+    reasoning: str | None = None  # a reasoning model's trace; the text is the solution after it
 
 
 @dataclass
@@ -58,6 +60,7 @@ class WorkerResult:
     levenshtein_calls: int
     rejected_examples: list[tuple[str, int, str]]
     short_files: list[tuple[str, int]]
+    reasoning_lengths: list[tuple[int, int]] = field(default_factory=list)  # (chars, words) per traced sample
 
 
 _JOB: dict = {}  # set in the parent before forking workers
@@ -105,14 +108,18 @@ class _RangeState:
         self.replacements = 0
         self.examples: list[tuple[str, int, str]] = []
         self.short_files: list[tuple[str, int]] = []
+        self.reasoning_lengths: list[tuple[int, int]] = []
 
     def reject(self, source: str, line: int, reason: str) -> None:
         self.reasons[reason] += 1
         if len(self.examples) < 20:
             self.examples.append((source, line, reason))
 
-    def offer(self, index: int, text: str, judge, model: str, seed, temperature, source: str, line: int) -> None:
+    def offer(self, index: int, text: str, judge, model: str, seed, temperature, source: str, line: int,
+              reasoning: str | None = None) -> None:
         result = self.results[index - self.lo]
+        if reasoning:
+            self.reasoning_lengths.append((len(reasoning), len(reasoning.split())))
         position = result.samples
         result.samples += 1
         memo = self.verdicts[index - self.lo]
@@ -131,7 +138,7 @@ class _RangeState:
         if status != OK:
             self.reasons[status] += 1
             return
-        item = Kept(text, key, answer, model, seed, temperature, position, f"{source}:{line}")
+        item = Kept(text, key, answer, model, seed, temperature, position, f"{source}:{line}", reasoning)
         kept = self.sets[index - self.lo].offer(key, text, item)
         if kept == DUPLICATE:
             self.reasons["duplicate"] += 1
@@ -145,7 +152,7 @@ class _RangeState:
             result.kept = kept.items
             calls += kept.levenshtein_calls
         return WorkerResult(self.lo, self.results, self.reasons, self.model_samples, self.model_correct,
-                            self.replacements, calls, self.examples, self.short_files)
+                            self.replacements, calls, self.examples, self.short_files, self.reasoning_lengths)
 
 
 def _scan_seed_files(source: SampleSource, n_problems: int, judge, state: _RangeState) -> None:
@@ -168,7 +175,8 @@ def _scan_seed_files(source: SampleSource, n_problems: int, judge, state: _Range
 
 
 def _scan_table(source: SampleSource, problems: list[Problem], judge, state: _RangeState) -> None:
-    """A JSONL/Parquet table of samples, in file order; rows outside this worker's range are skipped."""
+    """A JSONL/Parquet table of samples, in file order; rows outside this worker's range are skipped. A text
+    that still holds a `<think>` block (a table without a `reasoning` column) is split as the sampler splits."""
     samples, rejects = read_table_samples(source, problems)
     if state.lo == 0:
         for line, reason in rejects:
@@ -176,8 +184,10 @@ def _scan_table(source: SampleSource, problems: list[Problem], judge, state: _Ra
     for sample in samples:
         if state.lo <= sample.problem < state.hi:
             state.model_samples[sample.model] += 1
-            state.offer(sample.problem, sample.text, judge, sample.model, sample.seed, sample.temperature,
-                        source.path, sample.line)
+            reasoning, text = (sample.reasoning, sample.text) if sample.reasoning is not None else \
+                split_sample(sample.text, None)
+            state.offer(sample.problem, text, judge, sample.model, sample.seed, sample.temperature,
+                        source.path, sample.line, reasoning)
 
 
 class Collect(Stage):

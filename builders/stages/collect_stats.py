@@ -1,6 +1,7 @@
 """Build statistics: counts, distinct paths per problem, pass@k over sample order, per-model union, gold audit."""
 from __future__ import annotations
 
+import statistics
 from collections import Counter
 
 AUDIT_MIN_VOTES = 4
@@ -19,6 +20,7 @@ def build_stats(problems, results, judge, sources, include_gold: bool) -> dict:
     for name in model_samples:
         if name not in models:
             models.append(name)
+    reasoning = reasoning_stats(results)
     return {
         "problems": len(problems),
         "samples": sum(r.samples for r in per_problem),
@@ -40,7 +42,25 @@ def build_stats(problems, results, judge, sources, include_gold: bool) -> dict:
         "inputs": [{"path": s.path, "model": s.model, "seed_files": len(s.seed_files)} for s in sources],
         "rejected_examples": [{"source": s, "line": n, "reason": r} for w in results for s, n, r in w.rejected_examples][:20],
         "short_files": [{"path": p, "lines": n} for w in results for p, n in w.short_files],
+        **({"reasoning": reasoning} if reasoning else {}),
     }
+
+
+def reasoning_stats(results) -> dict | None:
+    """Samples that came with a reasoning trace and the traces' length in characters and whitespace tokens
+    (None when no sample had one)."""
+    lengths = [pair for w in results for pair in w.reasoning_lengths]
+    if not lengths:
+        return None
+    return {"samples": len(lengths), "chars": spread([c for c, _ in lengths]),
+            "tokens": spread([t for _, t in lengths])}
+
+
+def spread(values: list[int]) -> dict:
+    """mean (one decimal), median, p90 (the value at rank int(0.9 * (n - 1)) in sorted order, as the card's)."""
+    values = sorted(values)
+    return {"mean": round(statistics.fmean(values), 1), "median": statistics.median(values),
+            "p90": values[int(0.9 * (len(values) - 1))]}
 
 
 def pass_at_k(per_problem) -> dict[str, float]:

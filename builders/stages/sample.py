@@ -25,5 +25,6 @@ class Sample(Stage):
                  f"{recipe.executor.tasks} task(s)"]
         for mp in plan(stage, problem_docs(problems, template_of(stage)), recipe.work_dir()):
             where = mp.samples_path if problems else mp.dir.parent / (mp.label + "-*")
-            lines.append(f"  {mp.label}: {mp.spec.backend} {mp.spec.base_url or mp.spec.model} -> {where}")
+            kind = " (reasoning model)" if mp.spec.reasoning else ""
+            lines.append(f"  {mp.label}: {mp.spec.backend} {mp.spec.base_url or mp.spec.model}{kind} -> {where}")
         return lines

@@ -12,7 +12,7 @@ from collections import Counter
 from typing import Callable
 
 FAULTS = ("500", "timeout", "drop", "malformed")
-Reply = Callable[[dict], str]
+Reply = Callable[[dict], "str | dict | tuple"]  # text, {"content", "reasoning_content"}, or (either, finish_reason)
 
 
 def echo_reply(payload: dict) -> str:
@@ -204,18 +204,27 @@ class FakeOpenAI:
         finish = "stop"
         if isinstance(text, tuple):  # a reply may script its finish reason too, e.g. ("...", "length")
             text, finish = text
+        if not isinstance(text, dict):  # a dict scripts a reasoning model: content (may be None) + reasoning_content
+            text = {"content": text}
         self.served[key] += 1
         self.counts["ok"] += 1
         return await self._send(writer, 200, json.dumps(self._completion(path, payload, text, finish)).encode())
 
-    def _completion(self, path: str, payload: dict, text: str, finish: str = "stop") -> dict:
+    def _completion(self, path: str, payload: dict, reply: dict, finish: str = "stop") -> dict:
+        """A chat reply carries `reasoning_content` when the script gives one; a plain completion has no such field,
+        so there the reasoning comes inline in `<think>` tags, as a reasoning model writes it."""
+        content, reasoning = reply.get("content"), reply.get("reasoning_content")
         usage = {"prompt_tokens": len(str(payload.get("prompt") or payload.get("messages")).split()),
-                 "completion_tokens": len(text.split())}
+                 "completion_tokens": len(f"{reasoning or ''} {content or ''}".split())}
         usage["total_tokens"] = usage["prompt_tokens"] + usage["completion_tokens"]
         if path.endswith("chat/completions"):
-            choice = {"index": 0, "finish_reason": finish, "message": {"role": "assistant", "content": text}}
+            message = {"role": "assistant", "content": content}
+            if reasoning is not None:
+                message["reasoning_content"] = reasoning
+            choice = {"index": 0, "finish_reason": finish, "message": message}
             kind = "chat.completion"
         else:
+            text = content if reasoning is None else f"<think>\n{reasoning}\n</think>\n\n{content or ''}"
             choice = {"index": 0, "finish_reason": finish, "text": text}
             kind = "text_completion"
         return {"id": f"cmpl-{self.counts['ok']}", "object": kind, "created": int(time.time()),

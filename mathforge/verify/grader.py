@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import atexit
+import functools
 import concurrent.futures as cf
 import multiprocessing as mp
 import os
@@ -12,7 +13,7 @@ from fractions import Fraction
 from importlib import metadata
 from typing import Iterable, Literal
 
-from mathforge.verify.answers import gsm8k_extract, strict_number
+from mathforge.verify.answers import GSM8K_ANSWER_RE, gsm8k_extract, strict_number
 from mathforge.verify.extract import MAX_ANSWER_CHARS, PROSE_RE, final_answer, split_reasoning
 from mathforge.verify.extract import gold_answer as literal_answer
 from mathforge.verify.normalize import answer_list, enclosed, exact_number, normalize, strip_assignments
@@ -53,6 +54,8 @@ def extract(text: str, mode: Mode, last_number_fallback: bool = False) -> str | 
 def grade(gold: str, pred: str, mode: Mode = "auto", last_number_fallback: bool = False,
           timeout: float = TIMEOUT_SECONDS) -> Verdict:
     """Grade one prediction (an answer or a whole solution) against a gold answer or gold solution."""
+    if mode == "gsm8k" and not last_number_fallback:
+        return _grade_gsm8k(gold, pred)
     gold_answer = literal_answer(gold, mode)
     if gold_answer is None:
         return Verdict(UNPARSEABLE, None, "gold answer unparseable")
@@ -69,6 +72,35 @@ def grade(gold: str, pred: str, mode: Mode = "auto", last_number_fallback: bool 
         return Verdict(CORRECT if gold_num == pred_num else WRONG, pred_answer)
     verdict, reason = compare(gold_answer, pred_answer, timeout)
     return Verdict(verdict, pred_answer, reason)
+
+
+@functools.lru_cache(maxsize=1 << 16)
+def _gsm8k_number(answer: str):
+    """strict_number, cached: GSM8K answers repeat (every sample of a question shares its gold)."""
+    return int(answer) if answer.isdigit() else strict_number(answer)
+
+
+@functools.lru_cache(maxsize=1 << 16)
+def _gsm8k_gold(gold: str) -> str | None:
+    return literal_answer(gold, "gsm8k")
+
+
+def _grade_gsm8k(gold: str, pred: str) -> Verdict:
+    """The exact GSM8K rule on its fast path: `#### n` (or a bare number) compared as exact numbers."""
+    gold_answer = _gsm8k_gold(gold)
+    if gold_answer is None:
+        return Verdict(UNPARSEABLE, None, "gold answer unparseable")
+    match = GSM8K_ANSWER_RE.search(pred if "\x00" not in pred else pred.split("\x00", 1)[0])
+    if match is None:
+        if "####" in pred or strict_number(pred) is None:
+            return Verdict(UNPARSEABLE, None, "no final answer found")
+        pred_answer = pred.strip()
+    else:
+        pred_answer = match.group(1).replace(",", "")
+    gold_num, pred_num = _gsm8k_number(gold_answer), _gsm8k_number(pred_answer)
+    if gold_num is None or pred_num is None:
+        return Verdict(UNPARSEABLE, pred_answer, "not a number")
+    return Verdict(CORRECT if gold_num == pred_num else WRONG, pred_answer)
 
 
 KINDS = {"gsm8k": "gsm8k", "latex": "math", "auto": "auto"}  # a source's answer kind -> the grading mode
@@ -298,6 +330,8 @@ def grade_batch(pairs: Iterable[tuple[str, str]], mode: Mode = "auto", last_numb
     """Grade many pairs, in order, on all cores (each worker's main thread keeps math-verify's timeouts)."""
     pairs = list(pairs)
     workers = workers or os.cpu_count() or 1
+    if mode == "gsm8k" and not last_number_fallback:
+        workers = 1  # a few microseconds a pair: sending pairs to other processes costs more than grading them
     if workers == 1 or len(pairs) <= chunk:
         return _grade_chunk((pairs, mode, last_number_fallback, timeout))
     chunks = [(pairs[i : i + chunk], mode, last_number_fallback, timeout) for i in range(0, len(pairs), chunk)]

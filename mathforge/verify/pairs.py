@@ -1,0 +1,96 @@
+"""Grading a file of (gold, pred) pairs: JSONL split across processes, verdicts in order, an atomic JSONL write."""
+from __future__ import annotations
+
+import multiprocessing as mp
+import os
+import tempfile
+from collections import Counter
+from pathlib import Path
+
+import orjson
+
+from mathforge.errors import InputError
+from mathforge.verify.grader import grade_batch
+
+
+def _pair(row: dict, path: str, number: int) -> tuple[str, str]:
+    gold, pred = row.get("gold"), row.get("pred")
+    for key, value in (("gold", gold), ("pred", pred)):
+        if type(value) is not str and (not isinstance(value, (int, float)) or isinstance(value, bool)):
+            raise InputError("missing or not a string", path, number, key)
+    return str(gold), str(pred)
+
+
+def _line(raw: bytes | dict, verdict) -> bytes:
+    """The input row with verdict, pred_answer and reason added (spliced into the raw line: no re-encoding)."""
+    added = {"verdict": verdict.verdict, "pred_answer": verdict.pred, "reason": verdict.reason}
+    if isinstance(raw, dict):
+        return orjson.dumps({**raw, **added}) + b"\n"
+    head = raw.rstrip()[:-1].rstrip()
+    return head + (b"," if not head.endswith(b"{") else b"") + orjson.dumps(added)[1:] + b"\n"
+
+
+def _grade_lines(job: tuple[bytes, int, str, str]) -> tuple[bytes, Counter]:
+    """Grade one run of JSONL lines (starting at line `first`); returns the output lines and verdict counts."""
+    data, first, path, mode = job
+    raws, pairs = [], []
+    for number, raw in enumerate(data.split(b"\n"), first):
+        if not raw.strip():
+            continue
+        try:
+            row = orjson.loads(raw)
+        except orjson.JSONDecodeError as exc:
+            raise InputError(f"invalid JSON: {exc}", path, number) from None
+        if not isinstance(row, dict):
+            raise InputError("expected a JSON object", path, number)
+        pairs.append(_pair(row, path, number))
+        raws.append(row if "verdict" in row or "pred_answer" in row or "reason" in row else raw)
+    verdicts = grade_batch(pairs, mode, workers=1)
+    return b"".join(_line(raw, v) for raw, v in zip(raws, verdicts)), Counter(v.verdict for v in verdicts)
+
+
+def _split(data: bytes, parts: int) -> list[tuple[bytes, int]]:
+    """`parts` runs of whole lines, each with the number of its first line."""
+    runs, start, line = [], 0, 1
+    for k in range(1, parts + 1):
+        end = len(data) if k == parts else data.find(b"\n", len(data) * k // parts)
+        end = len(data) if end < 0 else end
+        if end > start or k == parts:
+            runs.append((data[start:end], line))
+            line += data.count(b"\n", start, end + 1)
+            start = end + 1
+    return runs
+
+
+def grade_file(path: Path, out: Path, mode: str = "auto", workers: int | None = None) -> Counter:
+    """Grade every pair of a JSONL (or Parquet) file into `out` JSONL, in order, on `workers` processes (default:
+    all cores); the output is written to a temporary sibling and moved into place. Errors name the line."""
+    path, out = Path(path), Path(out)
+    if not path.exists():
+        raise InputError("file not found", str(path))
+    if path.suffix == ".parquet":
+        from mathforge.builders.sources import read_table
+
+        rows, numbers = read_table(path)
+        verdicts = grade_batch([_pair(r, str(path), n) for r, n in zip(rows, numbers)], mode, workers=workers)
+        body, counts = b"".join(_line(r, v) for r, v in zip(rows, verdicts)), Counter(v.verdict for v in verdicts)
+    else:
+        data = path.read_bytes()
+        workers = max(1, min(workers or os.cpu_count() or 1, data.count(b"\n") // 1000 + 1))
+        jobs = [(run, first, str(path), mode) for run, first in _split(data, workers * (1 if mode == "gsm8k" else 8))]
+        if workers == 1:
+            done = [_grade_lines(job) for job in jobs]
+        else:
+            with mp.get_context("fork").Pool(workers) as pool:
+                done = pool.map(_grade_lines, jobs, chunksize=1)
+        body, counts = b"".join(part for part, _ in done), sum((c for _, c in done), Counter())
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", dir=out.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(body)
+        os.replace(tmp, out)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return counts
