@@ -283,7 +283,8 @@ def train(ctx: typer.Context, kind: str = typer.Argument(..., help="cpt (continu
 
 @app.command("eval")
 def evaluate(model: str = typer.Argument(..., help="A model directory or Hub id (transformers, vllm) or a served name."),
-             benchmark: str = typer.Option(..., help="gsm8k, math, or a JSONL/Parquet with question/answer."),
+             benchmark: List[str] = typer.Option(..., help="gsm8k, math, or a JSONL/Parquet with question/answer; "
+                                                          "repeat for several (one report each under --out)."),
              split: str = typer.Option("test"), n: int = typer.Option(1, min=1, help="Samples per question."),
              temperature: float = typer.Option(0.0, min=0.0), max_tokens: int = typer.Option(512, min=1),
              backend: str = typer.Option("transformers", help="transformers (mathforge's batch server on the CPU), local (transformers serve), vllm, sglang, endpoint."),
@@ -291,25 +292,59 @@ def evaluate(model: str = typer.Argument(..., help="A model directory or Hub id 
              api_key_env: Optional[str] = typer.Option(None, help="Name of the variable holding the API key."),
              limit: Optional[int] = typer.Option(None, min=1, help="Only the first N questions."),
              chat: bool = typer.Option(False, help="Chat form (default: the RFT Alpaca completion prompt)."),
+             shots: int = typer.Option(0, min=0, help="Few-shot exemplars: GSM8K-style benchmarks the RFT 8-shot "
+                                                      "(Wei et al.), math/latex Minerva's 4-shot; 0: zero-shot."),
+             answer_kind: str = typer.Option("auto", help="How a file benchmark's gold answers are written: gsm8k "
+                                                          "(`#### n`), latex or auto (gsm8k and math know theirs)."),
              out: Path = typer.Option(Path("evals/latest"), help="Report directory.")) -> None:
-    """Accuracy (maj1@1), maj1@k, unbiased pass@k and distinct reasoning paths, graded like the builders grade."""
-    from mathforge.eval.run import evaluate as run_eval
+    """Accuracy (maj1@1), maj1@k, unbiased pass@k (± standard errors) and distinct reasoning paths, graded by
+    mathforge's shared grader; every graded sample in samples.jsonl."""
+    from mathforge.eval.run import evaluate_benchmarks
 
     if backend not in ("transformers", "local", "vllm", "sglang", "endpoint"):
         _fail(InputError(f"unknown backend {backend!r}", key="--backend"))
     try:
-        report = run_eval(model, benchmark, out, split, n, temperature, backend, base_url, api_key_env, limit,
-                          max_tokens, chat, console=console)
+        reports = evaluate_benchmarks(model, benchmark, out, split=split, n=n, temperature=temperature,
+                                      backend=backend, base_url=base_url, api_key_env=api_key_env, limit=limit,
+                                      max_tokens=max_tokens, chat=chat, shots=shots, answer_kind=answer_kind,
+                                      console=console)
     except Exception as exc:
         _fail(_hub_error(exc))
-    table = Table(title=f"{model} on {benchmark} ({report['questions']} questions, n={n}, T={temperature:g})")
+    for name, report in reports.items():
+        _eval_table(report, out / name if len(reports) > 1 else out)
+    if len(reports) > 1:
+        _eval_summary(reports, out)
+
+
+def _eval_table(report: dict, where: Path) -> None:
+    """One benchmark: maj1@k and pass@k for each k, then the accuracy, each ± 1 standard error."""
+    from mathforge.eval.run import pm
+
+    table = Table(title=f"{report['model']} on {report['benchmark']} ({report['questions']} questions, "
+                        f"n={report['n']}, T={report['temperature']:g}, {report['shots']}-shot; ± 1 standard error)")
     for column in ("k", "maj1@k", "pass@k"):
         table.add_column(column, justify="right")
     for k in report["pass_at_k"]:
-        table.add_row(k, f"{report['maj_at_k'][k]:.2%}", f"{report['pass_at_k'][k]:.2%}")
+        table.add_row(k, pm(report["maj_at_k"][k], report["maj_at_k_se"][k]),
+                      pm(report["pass_at_k"][k], report["pass_at_k_se"][k]))
     out_console.print(table)
-    out_console.print(f"accuracy (maj1@1) {report['accuracy']:.2%}; distinct paths per question "
-                      f"{report['distinct_paths_mean']}; report: {out / 'report.md'}")
+    out_console.print(f"accuracy (maj1@1) {pm(report['accuracy'], report['accuracy_se'])}; distinct paths "
+                      f"per question {report['distinct_paths_mean']}; report: {where / 'report.md'}, samples: "
+                      f"{where / 'samples.jsonl'}", soft_wrap=True)
+
+
+def _eval_summary(reports: dict, out: Path) -> None:
+    """Several benchmarks: one row each (accuracy, maj1@n, pass@n ± 1 standard error)."""
+    from mathforge.eval.run import pm, summary_rows
+
+    table = Table(title=f"{len(reports)} benchmarks (± 1 standard error); summary: {out / 'report.md'}")
+    for column in ("benchmark", "questions", "accuracy", "maj1@n", "pass@n", "distinct paths"):
+        table.add_column(column, justify="left" if column == "benchmark" else "right")
+    for row in summary_rows(reports):
+        table.add_row(row["name"], str(row["questions"]), pm(row["accuracy"], row["accuracy_se"]),
+                      pm(row["maj_at_n"], row["maj_at_n_se"]), pm(row["pass_at_n"], row["pass_at_n_se"]),
+                      str(row["distinct_paths_mean"]))
+    out_console.print(table)
 
 
 @app.command()

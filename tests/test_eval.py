@@ -36,3 +36,165 @@ def test_eval_metrics_match_the_seeds(tmp_path):
     assert report["distinct_paths_mean"] == round(distinct / 10, 4)
     assert (tmp_path / "report" / "report.md").exists() and (tmp_path / "report" / "plots" / "pass_at_k.png").exists()
     assert "maj1@k" in result.stdout
+
+
+# Four questions, four scripted samples each (by sample index). Answers spelled differently but equal vote together:
+# question 0 is right by majority only when 0.5, \frac12 and \frac{1}{2} are one class (by spelling, 1/3 would win).
+SCRIPT = {
+    "What is one half?": (r"\frac{1}{2}", [r"\boxed{1/3}", r"So it is $\boxed{0.5}$.", r"\boxed{\frac12}",
+                                           "Final Answer: The final answer is $\\frac{1}{2}$. I hope it is correct."]),
+    "What is twelve?": ("12", [r"\boxed{12}", r"\boxed{13}", "The answer is 13.", r"\boxed{13.0}"]),
+    "What is the square root of two?": (r"\sqrt{2}", ["I think it is hard", r"\boxed{\sqrt 2}", r"\boxed{2^{1/2}}",
+                                                       r"\boxed{1.41}"]),
+    "What is seven?": ("7", [r"\boxed{8}", "8", "The answer is 8.", r"\boxed{7}"]),
+}
+# By hand: the grader's verdict of each sample above (1.41 is a rounding of sqrt 2, "I think it is hard" no answer).
+CORRECT = {"What is one half?": [0, 1, 1, 1], "What is twelve?": [1, 0, 0, 0],
+           "What is the square root of two?": [0, 1, 1, 0], "What is seven?": [0, 0, 0, 1]}
+# maj1@k by hand, per question: the largest class of equal answers among the first k (ties: the class seen first).
+# k=1: 1/3 | 12 | no answer | 8;  k=2: tie 1/3 vs 0.5 -> 1/3 | tie 12 vs 13 -> 12 | sqrt 2 | 8;
+# k=4: {0.5, \frac12, \frac{1}{2}} | {13, 13, 13.0} | {sqrt 2, 2^(1/2)} | {8, 8, 8}
+MAJ = {1: [0, 1, 0, 0], 2: [0, 1, 1, 0], 4: [1, 0, 1, 0]}
+
+
+def scripted_bench(tmp_path, n=4):
+    """The benchmark file and a reply that answers each question's sample i with SCRIPT[question][1][i]."""
+    from mathforge.builders.generation.runner import sample_seed
+    from mathforge.builders.sources import problem_id
+
+    bench = tmp_path / "bench.jsonl"
+    bench.write_text("".join(json.dumps({"question": q, "answer": gold}) + "\n" for q, (gold, _) in SCRIPT.items()))
+    by_seed = {sample_seed(0, "model", problem_id("bench", q), i): replies[i]
+               for q, (_, replies) in SCRIPT.items() for i in range(n)}
+    return bench, lambda payload: by_seed[int(payload["seed"])]
+
+
+def test_eval_grades_with_the_shared_grader_votes_by_equivalence_and_reports_standard_errors(tmp_path):
+    import statistics
+    from math import comb, sqrt
+
+    bench, reply = scripted_bench(tmp_path)
+    with FakeOpenAI(reply=reply) as server:
+        result = run("eval", "fake-model", "--benchmark", bench, "--answer-kind", "latex", "--n", "4",
+                     "--temperature", "0.7", "--backend", "endpoint", "--base-url", server.url,
+                     "--out", tmp_path / "report")
+    assert result.returncode == 0, result.stderr
+    report = json.loads((tmp_path / "report" / "report.json").read_text())
+    assert report["questions"] == 4 and report["answer_kind"] == "latex" and report["shots"] == 0
+
+    # expected values from the hand-made verdicts: binomial SE for the accuracy, SE over questions for the rest
+    assert report["accuracy"] == 0.25 and report["accuracy_se"] == round(sqrt(0.25 * 0.75 / 4), 4) == 0.2165
+    for k, values in MAJ.items():
+        assert report["maj_at_k"][str(k)] == sum(values) / 4
+        assert report["maj_at_k_se"][str(k)] == round(statistics.pstdev(values) / 2, 4)
+    assert report["maj_at_k"] == {"1": 0.25, "2": 0.5, "4": 0.5}
+    for k in (1, 2, 4):
+        per_question = [1 - comb(4 - sum(c), k) / comb(4, k) if 4 - sum(c) >= k else 1.0 for c in CORRECT.values()]
+        assert report["pass_at_k"][str(k)] == round(sum(per_question) / 4, 4)
+        assert report["pass_at_k_se"][str(k)] == round(statistics.pstdev(per_question) / 2, 4)
+    assert report["pass_at_k"] == {"1": 0.4375, "2": 0.7083, "4": 1.0}
+    assert report["pass_at_k_se"] == {"1": 0.1036, "2": 0.1083, "4": 0.0}
+    majorities = {q["gold"]: (q["majority"], q["majority_correct"]) for q in report["per_question"]}
+    assert majorities == {r"\frac{1}{2}": ("0.5", True), "12": ("13", False), r"\sqrt{2}": (r"\sqrt 2", True),
+                          "7": ("8", False)}
+
+    # every sample, graded, in samples.jsonl
+    rows = [json.loads(line) for line in (tmp_path / "report" / "samples.jsonl").read_text().splitlines()]
+    assert len(rows) == 16
+    assert {(r["question"], r["sample_index"]): r["text"] for r in rows} == \
+        {(q, i): text for q, (_, replies) in SCRIPT.items() for i, text in enumerate(replies)}
+    for r in rows:
+        assert (r["verdict"] == "correct") == bool(CORRECT[r["question"]][r["sample_index"]])
+        assert r["gold"] == SCRIPT[r["question"]][0] and len(r["problem_id"]) == 16
+    hard = next(r for r in rows if r["text"] == "I think it is hard")
+    assert hard["answer"] is None and hard["verdict"] == "unparseable" and hard["reason"] == "no final answer found"
+    assert next(r for r in rows if r["text"] == r"\boxed{13.0}")["answer"] == "13.0"
+    assert not list((tmp_path / "report").glob(".*.tmp"))
+
+    md = (tmp_path / "report" / "report.md").read_text()
+    assert "25.00% ± 21.65%" in md and "| 2 | 50.00% ± 25.00% | 70.83% ± 10.83% |" in md
+    assert "25.00% ± 21.65%" in result.stdout and "70.83% ± 10.83%" in result.stdout
+
+
+def last_instruction(payload: dict) -> str:
+    return payload["prompt"].rsplit("### Instruction:\n", 1)[1].split("\n\n### Response:")[0]
+
+
+def test_eval_few_shot_prompts_and_several_benchmarks_in_one_call(tmp_path):
+    # a GSM8K-style file (8-shot RFT prompt, `####` answers) and a LaTeX file (Minerva 4-shot prompt)
+    gsm = tmp_path / "gsm.jsonl"
+    gsm.write_text(json.dumps({"question": "Tom has 3 apples and buys 4. How many now?", "answer": "3 + 4 = 7\n#### 7"})
+                   + "\n" + json.dumps({"question": "Ann has 10 pens and loses 4. How many now?",
+                                        "answer": "10 - 4 = 6\n#### 6"}) + "\n")
+    tex = tmp_path / "tex.jsonl"
+    tex.write_text(json.dumps({"question": "Simplify $\\frac{2}{4}$.", "answer": "\\boxed{\\frac{1}{2}}"}) + "\n")
+
+    def reply(payload):
+        prompt = payload["prompt"]
+        if prompt.startswith("Problem:"):  # Minerva: a right answer, then the model runs on into a new problem
+            return ("We have $\\frac{2}{4}=\\frac{1}{2}$.\nFinal Answer: The final answer is $0.5$. I hope it is "
+                    "correct.\n\nProblem:\nWhat is $1+1$?\n\nSolution:\nFinal Answer: The final answer is $3$.")
+        answer = {"Tom": 7, "Ann": 5}[last_instruction(payload).split()[0]]
+        return f"\nSo it is {answer}.\n#### {answer}\n\n### Instruction:\nWhat is 2+2?\n\n### Response:\n#### 5"
+
+    with FakeOpenAI(reply=reply) as server:
+        result = run("eval", "fake-model", "--benchmark", gsm, "--benchmark", tex, "--shots", "2",
+                     "--backend", "endpoint", "--base-url", server.url, "--out", tmp_path / "out")
+        payloads = list(server.payloads)
+    assert result.returncode == 0, result.stderr
+    alpaca = ("Below is an instruction that describes a task. Write a response that appropriately completes the "
+              "request.\n\n")
+    gsm_prompts = sorted(p["prompt"] for p in payloads if p["prompt"].startswith("Below"))
+    assert gsm_prompts[0] == (
+        alpaca + "### Instruction:\nThere are 15 trees in the grove. Grove workers will plant trees in the grove today. "
+        "After they are done, there will be 21 trees. How many trees did the grove workers plant today?\n\n"
+        "### Response:\nThere are 15 trees originally. Then there were 21 trees after some more were planted. So "
+        "there must have been 21 - 15 = 6.\n#### 6\n\n### Instruction:\nIf there are 3 cars in the parking lot and 2 "
+        "more cars arrive, how many cars are in the parking lot?\n\n### Response:\nThere are originally 3 cars. 2 more "
+        "cars arrive. 3 + 2 = 5.\n#### 5\n\n### Instruction:\nAnn has 10 pens and loses 4. How many now?\n\n"
+        "### Response:")
+    minerva = next(p for p in payloads if p["prompt"].startswith("Problem:"))
+    assert minerva["prompt"].startswith("Problem:\nFind the domain of the expression  $\\frac{\\sqrt{x-2}}"
+                                        "{\\sqrt{5-x}}$.}\n\nSolution:\nThe expressions inside each square root")
+    assert minerva["prompt"].count("Problem:\n") == 3 and "Terrell" not in minerva["prompt"]
+    assert minerva["prompt"].endswith("I hope it is correct.\n\nProblem:\nSimplify $\\frac{2}{4}$.\n\nSolution:")
+    assert minerva["stop"] == ["Problem:"] and all(p["stop"] == ["### Instruction:"] for p in payloads
+                                                   if p["prompt"].startswith("Below"))
+
+    # one report per benchmark; text after the stop string is cut before grading (else "#### 5" / "$3$" would count)
+    gsm_report = json.loads((tmp_path / "out" / "gsm" / "report.json").read_text())
+    tex_report = json.loads((tmp_path / "out" / "tex" / "report.json").read_text())
+    assert (gsm_report["answer_kind"], gsm_report["shots"], gsm_report["accuracy"]) == ("auto", 2, 0.5)
+    assert gsm_report["accuracy_se"] == 0.3536  # sqrt(0.5 * 0.5 / 2)
+    assert (tex_report["answer_kind"], tex_report["accuracy"], tex_report["accuracy_se"]) == ("auto", 1.0, 0.0)
+    tex_sample = json.loads((tmp_path / "out" / "tex" / "samples.jsonl").read_text())
+    assert tex_sample["answer"] == "0.5" and "What is $1+1$" not in tex_sample["text"]
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert [(r["name"], r["accuracy"], r["accuracy_se"]) for r in summary] == [("gsm", 0.5, 0.3536),
+                                                                               ("tex", 1.0, 0.0)]
+    md = (tmp_path / "out" / "report.md").read_text()
+    assert "| gsm | 2 | 50.00% ± 35.36% |" in md and "[tex/report.md](tex/report.md)" in md
+    assert "50.00% ± 35.36%" in result.stdout and "2 benchmarks" in result.stdout
+
+
+def test_eval_refuses_impossible_prompts_before_sampling(tmp_path):
+    bench = tmp_path / "bench.jsonl"
+    bench.write_text(json.dumps({"question": "Q?", "answer": "#### 1"}) + "\n")
+    common = ("--backend", "endpoint", "--base-url", "http://127.0.0.1:9", "--out", tmp_path / "out")
+    too_many = run("eval", "m", "--benchmark", bench, "--answer-kind", "latex", "--shots", "5", *common)
+    assert too_many.returncode == 2 and "--shots" in too_many.stderr and "4 exemplars" in too_many.stderr
+    chat = run("eval", "m", "--benchmark", bench, "--shots", "1", "--chat", *common)
+    assert chat.returncode == 2 and "--chat" in chat.stderr
+    kind = run("eval", "m", "--benchmark", bench, "--answer-kind", "tex", *common)
+    assert kind.returncode == 2 and "--answer-kind" in kind.stderr
+    assert not (tmp_path / "out").exists()
+
+
+def test_few_shot_exemplars_are_read_by_the_grader():
+    from mathforge.eval.prompts import GSM8K_SHOTS, MINERVA_SHOTS
+
+    from mathforge.verify.grader import answer_of
+
+    assert [answer_of(a, "gsm8k") for _, a in GSM8K_SHOTS] == ["6", "5", "39", "8", "9", "29", "33", "8"]
+    assert [answer_of(a, "latex") for _, a in MINERVA_SHOTS] == ["[2,5)", "24", "16", "-\\frac{2}{3}"]
+    assert all("The answer is" not in a and a.count("####") == 1 for _, a in GSM8K_SHOTS)

@@ -15,6 +15,8 @@ _OPERAND = rf"(?:\\frac\{{{_NUM}\}}\{{{_NUM}\}}|\$?{_NUM})"
 _OP = r"\s*(?:[-+*/×÷]|\bx\b|\\times|\\cdot|\\div)\s*"
 _LHS_RE = re.compile(rf"(?<![\w.,])({_OPERAND}(?:{_OP}{_OPERAND})+)\s*$")
 _RHS_RE = re.compile(rf"\s*\$?(-?{_NUM})(?![\d.]\d)")
+# with fractions on the left, the result may be a fraction too: `3/6 + 2/6 = 5/6`, `\frac{1}{2}+\frac{1}{3}=\frac{5}{6}`
+_FRACTION_RHS_RE = re.compile(rf"\s*\$?(-?(?:\\frac\{{{_NUM}\}}\{{{_NUM}\}}|{_NUM}\s*/\s*{_NUM}))(?![\d.]\d)")
 _LHS_WINDOW = 200
 _FRAC_RE = re.compile(r"\\frac\{([^{}]*)\}\{([^{}]*)\}")
 _THOUSANDS_RE = re.compile(r"(?<=\d),(?=\d{3}(?!\d))")
@@ -41,7 +43,8 @@ def plain_equations(text: str) -> list[tuple[int, str]]:
         rhs = _RHS_RE.match(masked, pos + 1)
         lhs = _LHS_RE.search(masked, max(0, pos - _LHS_WINDOW), pos) if rhs else None
         if lhs:
-            found.append((lhs.start(), f"{lhs.group(1)}={rhs.group(1)}"))
+            fraction = _FRACTION_RHS_RE.match(masked, pos + 1) if ("/" in lhs.group(1) or "frac" in lhs.group(1)) else None
+            found.append((lhs.start(), f"{lhs.group(1)}={(fraction or rhs).group(1)}"))
         pos = masked.find("=", pos + 1)
     return found
 
@@ -128,10 +131,21 @@ def _collect_factors(node: ast.AST, out: list[str]) -> None:
         out.append(_canon(node))
 
 
+def _fraction(text: str) -> Fraction | None:
+    """`5/6` or `\\frac{5}{6}` as an exact rational (None when either part is not a plain number or is 0)."""
+    match = _FRAC_RE.search(text)
+    num, _, den = (match.group(1), None, match.group(2)) if match else text.partition("/")
+    top, bottom = strict_number(num), strict_number(den)
+    if top is None or not bottom:
+        return None
+    value = top / bottom
+    return -value if text.strip().startswith("-") and value > 0 and match else value
+
+
 def canonical_equation(equation: str) -> tuple[str, bool]:
     """(normalized `lhs=rhs`, whether the stated result is right). Unparseable sides stay raw and count as wrong."""
     lhs, _, rhs = equation.partition("=")
-    rhs_value = strict_number(rhs)
+    rhs_value = strict_number(rhs) if "/" not in rhs and "frac" not in rhs else _fraction(rhs)
     python_lhs = to_python_syntax(lhs)
     try:
         if len(python_lhs) > MAX_EXPR_CHARS:
@@ -143,4 +157,15 @@ def canonical_equation(equation: str) -> tuple[str, bool]:
         return equation.replace(" ", ""), False
     if rhs_value is None:
         return f"{lhs_key}={rhs.strip()}", False
+    if "/" in rhs or "frac" in rhs:  # a fraction is exact as written: no rounding reading applies
+        return f"{lhs_key}={format_number(rhs_value)}", value == rhs_value
     return f"{lhs_key}={format_number(rhs_value)}", close_enough(value, rhs_value, rhs.strip().replace(",", ""))
+
+
+def reasoning_key(text: str) -> str:
+    """What makes two solutions the same reasoning: their canonical equations in order (annotations and plain
+    text, so `4+3=7` is `3+4=7`); a solution without equations is keyed by its whitespace-folded text."""
+    equations = all_equations(text)
+    if equations:
+        return "|".join(canonical_equation(e)[0] for e in equations)
+    return "text:" + " ".join(text.split())

@@ -2,8 +2,8 @@
 from __future__ import annotations
 
 import atexit
-import functools
 import concurrent.futures as cf
+import functools
 import multiprocessing as mp
 import os
 import re

@@ -6,7 +6,7 @@ from fractions import Fraction
 from mathforge.verify.answers import gsm8k_extract, paper_extract, strict_number
 from mathforge.verify.arithmetic import paper_check
 from mathforge.verify.equations import all_equations, annotations, canonical_equation, format_number, paper_key
-from mathforge.verify.grader import VERIFIER, grade
+from mathforge.verify.grader import KINDS, VERIFIER, grade, reference_answer
 
 UNPARSEABLE, WRONG, CALCULATOR, OK = "unparseable", "wrong", "calculator", "ok"
 
@@ -69,7 +69,10 @@ class CanonicalJudge:
 
     def gold_answer(self, index: int) -> str | None:
         value = self.gold[index]
-        return None if value is None else format_number(value)
+        if value is not None:
+            return format_number(value)
+        problem = self.problems[index]  # a LaTeX (or other non-number) gold answer, as the grader reads it
+        return reference_answer(problem.solution, getattr(problem, "answer_kind", "auto"))
 
     def judge(self, index: int, text: str) -> tuple[str, object, str | None]:
         gold = self.gold[index]
@@ -83,7 +86,8 @@ class CanonicalJudge:
             if value != gold:
                 return WRONG, value, None
         else:
-            verdict = grade(self.problems[index].solution, text, "auto")
+            problem = self.problems[index]
+            verdict = grade(problem.solution, text, KINDS[getattr(problem, "answer_kind", "auto")])
             if verdict.verdict != "correct":
                 return (WRONG if verdict.verdict == "wrong" else UNPARSEABLE), verdict.pred, None
             value = verdict.pred
