@@ -4,6 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from mathforge.builders.prompts import ALPACA
+
 from mathforge.errors import InputError
 
 # The eight GSM8K chain-of-thought exemplars of Wei et al. 2022, "Chain-of-Thought Prompting Elicits Reasoning in

@@ -7,8 +7,9 @@ import re
 from collections import Counter
 from pathlib import Path
 
-from mathforge.errors import InputError
 from mathforge.eval.metrics import binomial_se, distinct_paths, mean_se, pass_at_k
+
+from mathforge.errors import InputError
 
 BENCHMARKS = {"gsm8k": {"hub": "openai/gsm8k", "config": "main", "question": "question", "answer": "answer",
                         "kind": "gsm8k"},
@@ -21,12 +22,12 @@ def benchmark_source(benchmark: str, split: str, answer_kind: str = "auto"):
     """The benchmark as a problem source: a named one with its own answer kind, or a local file of `answer_kind`."""
     from mathforge.builders.recipe import Columns, Source
 
+    if answer_kind not in ANSWER_KINDS:
+        raise InputError(f"must be one of {', '.join(ANSWER_KINDS)}, not {answer_kind!r}", key="--answer-kind")
     if benchmark in BENCHMARKS:
         b = BENCHMARKS[benchmark]
         return Source(name=benchmark, hub=b["hub"], config=b["config"], split=split, answer_kind=b["kind"],
                       columns=Columns(question=b["question"], answer=b["answer"]))
-    if answer_kind not in ANSWER_KINDS:
-        raise InputError(f"must be one of {', '.join(ANSWER_KINDS)}, not {answer_kind!r}", key="--answer-kind")
     return Source(name=Path(benchmark).stem, path=benchmark, answer_kind=answer_kind)
 
 

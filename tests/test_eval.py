@@ -120,61 +120,73 @@ def last_instruction(payload: dict) -> str:
     return payload["prompt"].rsplit("### Instruction:\n", 1)[1].split("\n\n### Response:")[0]
 
 
-def test_eval_few_shot_prompts_and_several_benchmarks_in_one_call(tmp_path):
-    # a GSM8K-style file (8-shot RFT prompt, `####` answers) and a LaTeX file (Minerva 4-shot prompt)
-    gsm = tmp_path / "gsm.jsonl"
+def test_eval_few_shot_prompt_and_several_benchmarks_in_one_call(tmp_path):
+    # two GSM8K-style files with the same stem (reports gsm/ and gsm-2/), the RFT 8-shot prompt cut to 2 shots
+    gsm, other = tmp_path / "gsm.jsonl", tmp_path / "other" / "gsm.jsonl"
     gsm.write_text(json.dumps({"question": "Tom has 3 apples and buys 4. How many now?", "answer": "3 + 4 = 7\n#### 7"})
                    + "\n" + json.dumps({"question": "Ann has 10 pens and loses 4. How many now?",
                                         "answer": "10 - 4 = 6\n#### 6"}) + "\n")
-    tex = tmp_path / "tex.jsonl"
-    tex.write_text(json.dumps({"question": "Simplify $\\frac{2}{4}$.", "answer": "\\boxed{\\frac{1}{2}}"}) + "\n")
+    other.parent.mkdir()
+    other.write_text(json.dumps({"question": "Bob has 2 cats and gets 2. How many now?", "answer": "#### 4"}) + "\n")
 
-    def reply(payload):
-        prompt = payload["prompt"]
-        if prompt.startswith("Problem:"):  # Minerva: a right answer, then the model runs on into a new problem
-            return ("We have $\\frac{2}{4}=\\frac{1}{2}$.\nFinal Answer: The final answer is $0.5$. I hope it is "
-                    "correct.\n\nProblem:\nWhat is $1+1$?\n\nSolution:\nFinal Answer: The final answer is $3$.")
-        answer = {"Tom": 7, "Ann": 5}[last_instruction(payload).split()[0]]
-        return f"\nSo it is {answer}.\n#### {answer}\n\n### Instruction:\nWhat is 2+2?\n\n### Response:\n#### 5"
+    def reply(payload):  # Tom and Bob right, Ann wrong; then the model runs on into a new exemplar
+        answer = {"Tom": 7, "Ann": 5, "Bob": 4}[last_instruction(payload).split()[0]]
+        return f"\nSo it is {answer}.\n#### {answer}\n\n### Instruction:\nWhat is 2+2?\n\n### Response:\n#### 6"
 
     with FakeOpenAI(reply=reply) as server:
-        result = run("eval", "fake-model", "--benchmark", gsm, "--benchmark", tex, "--shots", "2",
+        result = run("eval", "fake-model", "--benchmark", gsm, "--benchmark", other, "--shots", "2",
                      "--backend", "endpoint", "--base-url", server.url, "--out", tmp_path / "out")
         payloads = list(server.payloads)
     assert result.returncode == 0, result.stderr
-    alpaca = ("Below is an instruction that describes a task. Write a response that appropriately completes the "
-              "request.\n\n")
-    gsm_prompts = sorted(p["prompt"] for p in payloads if p["prompt"].startswith("Below"))
-    assert gsm_prompts[0] == (
-        alpaca + "### Instruction:\nThere are 15 trees in the grove. Grove workers will plant trees in the grove today. "
+    ann = next(p for p in payloads if last_instruction(p).startswith("Ann"))
+    assert ann["prompt"] == (
+        "Below is an instruction that describes a task. Write a response that appropriately completes the request."
+        "\n\n### Instruction:\nThere are 15 trees in the grove. Grove workers will plant trees in the grove today. "
         "After they are done, there will be 21 trees. How many trees did the grove workers plant today?\n\n"
         "### Response:\nThere are 15 trees originally. Then there were 21 trees after some more were planted. So "
         "there must have been 21 - 15 = 6.\n#### 6\n\n### Instruction:\nIf there are 3 cars in the parking lot and 2 "
         "more cars arrive, how many cars are in the parking lot?\n\n### Response:\nThere are originally 3 cars. 2 more "
         "cars arrive. 3 + 2 = 5.\n#### 5\n\n### Instruction:\nAnn has 10 pens and loses 4. How many now?\n\n"
         "### Response:")
-    minerva = next(p for p in payloads if p["prompt"].startswith("Problem:"))
-    assert minerva["prompt"].startswith("Problem:\nFind the domain of the expression  $\\frac{\\sqrt{x-2}}"
-                                        "{\\sqrt{5-x}}$.}\n\nSolution:\nThe expressions inside each square root")
-    assert minerva["prompt"].count("Problem:\n") == 3 and "Terrell" not in minerva["prompt"]
-    assert minerva["prompt"].endswith("I hope it is correct.\n\nProblem:\nSimplify $\\frac{2}{4}$.\n\nSolution:")
-    assert minerva["stop"] == ["Problem:"] and all(p["stop"] == ["### Instruction:"] for p in payloads
-                                                   if p["prompt"].startswith("Below"))
+    assert len(payloads) == 3 and all(p["stop"] == ["### Instruction:"] for p in payloads)
 
-    # one report per benchmark; text after the stop string is cut before grading (else "#### 5" / "$3$" would count)
-    gsm_report = json.loads((tmp_path / "out" / "gsm" / "report.json").read_text())
-    tex_report = json.loads((tmp_path / "out" / "tex" / "report.json").read_text())
-    assert (gsm_report["answer_kind"], gsm_report["shots"], gsm_report["accuracy"]) == ("auto", 2, 0.5)
-    assert gsm_report["accuracy_se"] == 0.3536  # sqrt(0.5 * 0.5 / 2)
-    assert (tex_report["answer_kind"], tex_report["accuracy"], tex_report["accuracy_se"]) == ("auto", 1.0, 0.0)
-    tex_sample = json.loads((tmp_path / "out" / "tex" / "samples.jsonl").read_text())
-    assert tex_sample["answer"] == "0.5" and "What is $1+1$" not in tex_sample["text"]
+    # one report per benchmark; the text after the stop string is cut before grading
+    first = json.loads((tmp_path / "out" / "gsm" / "report.json").read_text())
+    second = json.loads((tmp_path / "out" / "gsm-2" / "report.json").read_text())
+    assert (first["answer_kind"], first["shots"], first["accuracy"], first["accuracy_se"]) == ("auto", 2, 0.5, 0.3536)
+    assert (second["questions"], second["accuracy"], second["accuracy_se"]) == (1, 1.0, 0.0)
+    samples = [json.loads(line) for line in (tmp_path / "out" / "gsm" / "samples.jsonl").read_text().splitlines()]
+    assert all("What is 2+2" not in s["text"] for s in samples)
+    assert [(s["answer"], s["verdict"]) for s in samples] == [("7", "correct"), ("5", "wrong")]
     summary = json.loads((tmp_path / "out" / "summary.json").read_text())
     assert [(r["name"], r["accuracy"], r["accuracy_se"]) for r in summary] == [("gsm", 0.5, 0.3536),
-                                                                               ("tex", 1.0, 0.0)]
+                                                                               ("gsm-2", 1.0, 0.0)]
     md = (tmp_path / "out" / "report.md").read_text()
-    assert "| gsm | 2 | 50.00% ± 35.36% |" in md and "[tex/report.md](tex/report.md)" in md
+    assert "| gsm | 2 | 50.00% ± 35.36% |" in md and "[gsm-2/report.md](gsm-2/report.md)" in md
     assert "50.00% ± 35.36%" in result.stdout and "2 benchmarks" in result.stdout
+
+
+def test_eval_minerva_prompt_for_latex_answers(tmp_path):
+    tex = tmp_path / "tex.jsonl"
+    tex.write_text(json.dumps({"question": "Simplify $\\frac{2}{4}$.", "answer": "\\boxed{\\frac{1}{2}}"}) + "\n")
+    reply = ("We have $\\frac{2}{4}=\\frac{1}{2}$.\nFinal Answer: The final answer is $0.5$. I hope it is correct."
+             "\n\nProblem:\nWhat is $1+1$?\n\nSolution:\nFinal Answer: The final answer is $3$. I hope it is correct.")
+    with FakeOpenAI(reply=lambda payload: reply) as server:
+        result = run("eval", "fake-model", "--benchmark", tex, "--answer-kind", "latex", "--shots", "1",
+                     "--backend", "endpoint", "--base-url", server.url, "--out", tmp_path / "out")
+        (payload,) = server.payloads
+    assert result.returncode == 0, result.stderr
+    assert payload["prompt"] == (
+        "Problem:\nFind the domain of the expression  $\\frac{\\sqrt{x-2}}{\\sqrt{5-x}}$.}\n\nSolution:\nThe "
+        "expressions inside each square root must be non-negative. Therefore, $x-2 \\ge 0$, so $x\\ge2$, and "
+        "$5 - x \\ge 0$, so $x \\le 5$. Also, the denominator cannot be equal to zero, so $5-x>0$, which gives $x<5$. "
+        "Therefore, the domain of the expression is $\\boxed{[2,5)}$.\nFinal Answer: The final answer is $[2,5)$. I "
+        "hope it is correct.\n\nProblem:\nSimplify $\\frac{2}{4}$.\n\nSolution:")
+    assert payload["stop"] == ["Problem:"]
+    report = json.loads((tmp_path / "out" / "report.json").read_text())
+    (sample,) = [json.loads(line) for line in (tmp_path / "out" / "samples.jsonl").read_text().splitlines()]
+    assert (sample["answer"], sample["verdict"], sample["gold"]) == ("0.5", "correct", "\\frac{1}{2}")
+    assert (report["answer_kind"], report["accuracy"], report["accuracy_se"]) == ("latex", 1.0, 0.0)
 
 
 def test_eval_refuses_impossible_prompts_before_sampling(tmp_path):

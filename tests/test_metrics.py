@@ -1,8 +1,8 @@
-"""maj@k, pass@k and distinct paths against hand computations."""
+"""maj@k, pass@k, distinct paths and standard errors against hand computations."""
 from __future__ import annotations
 
 import pytest
-from mathforge.eval.metrics import distinct_paths, maj_at_k, majority, pass_at_k
+from mathforge.eval.metrics import binomial_se, distinct_paths, maj_at_k, majority, mean_se, pass_at_k
 
 
 def test_pass_at_k_by_hand():
@@ -29,3 +29,16 @@ def test_distinct_paths_by_hand():
     keys = ["a+b", "b+a", "a+b", None, "c"]
     assert distinct_paths(keys, [True, True, True, True, False]) == 2
     assert distinct_paths(keys, [False] * 5) == 0
+
+
+def test_standard_errors_by_hand():
+    assert binomial_se(0.5, 4) == pytest.approx(0.25)               # sqrt(0.25 / 4)
+    assert binomial_se(0.2, 100) == pytest.approx(0.04)             # sqrt(0.16 / 100)
+    assert binomial_se(1.0, 10) == 0.0 and binomial_se(0.3, 0) == 0.0
+    # mean 0.5, deviations +-0.5 -> standard deviation 0.5, over sqrt(4)
+    assert mean_se([1, 0, 1, 0]) == pytest.approx(0.25)
+    # values 1, 0.5, 5/6, 0.5: mean 17/24, squared deviations sum to 3/16 -> sqrt(3/64) / 2
+    assert mean_se([1, 0.5, 5 / 6, 0.5]) == pytest.approx((3 / 64) ** 0.5 / 2)
+    assert mean_se([0.7] * 5) == 0.0 and mean_se([]) == 0.0
+    values = [1, 1, 0, 1, 0, 0, 0, 1, 1, 1]                          # 0/1 values: the binomial form
+    assert mean_se(values) == pytest.approx(binomial_se(0.6, 10))

@@ -60,7 +60,8 @@ def test_extraction_priority_is_documented_order():
     assert final_answer("\\boxed{3} ... #### 4") == ("3", "boxed")
     assert final_answer("so \\boxed{255} first.\nFinal Answer: The final answer is $10,455$.") == \
         ("10,455", "final answer is")  # a later "final answer is" beats an earlier intermediate box
-    assert final_answer("x\n#### 1,234 apples\n\nQuestion: next one\n#### 9") == ("1,234 apples", "####")
+    assert final_answer("x\n#### 1,234 apples\n\nQuestion: next one\n#### 9") == ("1234", "####")
+    assert final_answer("#### see below\nso #### \\frac{1}{2}") == ("\\frac{1}{2}", "####")
     assert final_answer("no answer here at all, just words") == (None, "none")
     assert final_answer("Ava buys 20 apples, so she has 23.") == (None, "none")  # prose is not guessed
 
@@ -83,6 +84,13 @@ def test_equivalent_answers_vote_together():
 def test_hostile_answers_are_refused_before_any_parse(answer, reason):
     assert too_large(answer) == reason
     assert grade("1", answer, "math").verdict == "unparseable"
+
+
+@pytest.mark.parametrize("unit", ["a", "ab ", "\\[ ", "\\( ", "x: ", "is ", "= ", "**", "\\boxed{", "<think>",
+                                  "final answer is ", "The answer is x ", "(((", "}{"])
+def test_texts_that_bait_backtracking_are_read_once(unit):
+    """Every extraction pattern is bounded; these would hang an unbounded one (the watchdog ends a hung test)."""
+    assert grade("42", unit * 30_000).verdict in ("unparseable", "wrong")
 
 
 def test_a_huge_prediction_is_not_an_answer():

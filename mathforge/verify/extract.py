@@ -6,6 +6,8 @@ import re
 from mathforge.verify.answers import GSM8K_ANSWER_RE, strict_number
 
 MAX_ANSWER_CHARS = 1_000          # an "answer" longer than this is a solution, not an answer
+PHRASE_WINDOW = 4_000           # "final answer is" / "the answer is" are looked for in the last this many characters
+MAX_LINE_CHARS = 400            # the end of a line that the sentence rules read
 MAX_BARE_ANSWER_CHARS = 200       # a whole text this short without prose is itself the answer
 PROSE_RE = re.compile(r"[A-Za-z]{2,}\s+[A-Za-z]{2,}\s+[A-Za-z]{2,}")  # three words in a row: prose
 THINK_OPEN_RE = re.compile(r"<(think|thinking|reasoning)>", re.IGNORECASE)
@@ -13,14 +15,17 @@ THINK_CLOSE_RE = re.compile(r"</(think|thinking|reasoning)>", re.IGNORECASE)
 BOX_RE = re.compile(r"\\(?:boxed|fbox)\s*\{")
 # what may stand between two boxed answers of one group: commas, "and", "or", spaces, math delimiters
 BOX_JOINER_RE = re.compile(r"^(?:\s|,|;|\$|[A-Za-z](?:_\{?\w+\}?)?\s*=|\\[()\[\]]|\\quad|\\qquad|\\,|\\;|\\text\{\s*(?:and|or|,)\s*\}|\band\b|\bor\b)*$")
-MINERVA_RE = re.compile(r"final answer is:?\s*(.+?)\s*(?:\.\s*I hope it is correct|$)", re.IGNORECASE | re.DOTALL)
-ANSWER_IS_RE = re.compile(r"\b(?:the )?(?:final )?answer(?: is|:)\s*:?\s*(.+?)\s*(?:\.\s*$|\.\s+[A-Z]|$)",
-                          re.IGNORECASE | re.DOTALL)
+# answers are read up to 300 characters on their line: bounded, so no pattern can scan a hostile text twice over
+MINERVA_RE = re.compile(r"final answer is:?[ \t]*([^\n]{1,300}?)[ \t]*(?:\.[ \t]*I hope it is correct|\n|$)", re.IGNORECASE)
+ANSWER_IS_RE = re.compile(r"\b(?:the )?(?:final )?answer(?: is|:)[ \t]*:?[ \t]*([^\n]{1,300}?)[ \t]*"
+                          r"(?:\.[ \t]*(?:\n|$)|\.[ \t]+[A-Z]|\n|$)", re.IGNORECASE)
+NUMBER_WITH_WORDS_RE = re.compile(r"^\$?(-?[0-9][0-9,]*(?:\.[0-9]+)?)\s+[A-Za-z][A-Za-z\s.]*$")
 NUMBER_IN_TEXT_RE = re.compile(r"(?<![\w.])-?[0-9][0-9,]*(?:\.[0-9]+)?(?![\w.])")
-DISPLAY_RE = re.compile(r"\$\$(.+?)\$\$|\\\[(.+?)\\\]", re.DOTALL)
-HOPE_RE = re.compile(r"([^.!?\n]+)[.!]\s*I hope it is correct", re.IGNORECASE)
+DISPLAY_RE = re.compile(r"\$\$(.{1,2000}?)\$\$|\\\[(.{1,2000}?)\\\]", re.DOTALL)
+HOPE_RE = re.compile(r"(?<=[.!?\n])([^.!?\n]{1,300})[.!][ \t]*I hope it is correct", re.IGNORECASE)
 CHAT_END_RE = re.compile(r"<\|(?:im_start|im_end|endoftext|eot_id|end_of_text|end)\|>|</s>")
-MATH_REGION_RE = re.compile(r"\$\$(.+?)\$\$|\\\[(.+?)\\\]|\\\(([^\n]+?)\\\)|\$([^$\n]+?)\$", re.DOTALL)
+MATH_REGION_RE = re.compile(r"\$\$(.{1,2000}?)\$\$|\\\[(.{1,2000}?)\\\]|\\\(([^\n]{1,2000}?)\\\)|\$([^$\n]{1,2000}?)\$",
+                            re.DOTALL)
 ONE_REGION_RE = re.compile(r"^(?:\$\$(.+)\$\$|\\\[(.+)\\\]|\\\((.+)\\\)|\$([^$]+)\$)\.?$", re.DOTALL)
 TEXT_CMD_RE = re.compile(r"\\(?:text|textbf|mathrm|mbox)\s*\{[^{}]*\}")
 BOLD_RE = re.compile(r"\*\*([^*\n]{1,80})\*\*")
@@ -29,7 +34,7 @@ IS_END_RE = re.compile(r"\b(?:is|are|was|were|equals|gives|get|makes|costs?|tota
 WORD_RE = re.compile(r"[A-Za-z]{2,}")
 ASSIGNMENT_RE = re.compile(r"^\s*[A-Za-z](?:_\{?\w+\}?)?\s*=[^=]+$")  # `x = 3`
 LIST_SPLIT_RE = re.compile(r",|\\text\{\s*(?:and|or)\s*\}|\b(?:and|or)\b")
-LABEL_RE = re.compile(r"^\W*(?:[A-Za-z]+\s?){1,3}\W*:\W*\s*(.+)$")  # "Total: 1,024", "**Answer:** 17"
+LABEL_RE = re.compile(r"^\W*[A-Za-z]+(?:\s[A-Za-z]+){0,2}\W*:\W*(.+)$")  # "Total: 1,024", "**Answer:** 17"
 TEXT_OR_CMD_RE = re.compile(r"\\[A-Za-z]+")
 MATHLIKE_RE = re.compile(r"^[^A-Za-z]*[0-9\\]")  # a standalone answer found in prose must start like math
 
@@ -115,20 +120,20 @@ def final_answer(text: str, mode: str = "auto") -> tuple[str | None, str]:
             return text.strip(), "standalone"
         match = GSM8K_ANSWER_RE.search(text.split("\x00", 1)[0])
         return (match.group(1).replace(",", ""), "####") if match else (None, "none")
+    text = text.split("\x00", 1)[0]  # a NUL ends the text, as in the GSM8K reference's reading
     _, final = split_reasoning(CHAT_END_RE.split(text, 1)[0])
     if final is None:
         return None, "reasoning not finished"
-    minerva = list(MINERVA_RE.finditer(final))
+    tail_at = max(0, len(final) - PHRASE_WINDOW)  # answer phrases are read near the end only: bounded work
+    minerva = list(MINERVA_RE.finditer(final, tail_at))
     boxes = boxed_all(final)
     if boxes and not (minerva and minerva[-1].start() > boxes[-1][1]):  # a box, unless a later "final answer is"
         return (_clean(last_box_group(final)) or None), "boxed"
-    if "####" in final:  # the first one, as GSM8K's reference reads it (a model may run on into a new question)
-        line = _clean(final[final.index("####") + 4:].strip().split("\n", 1)[0])
-        if line is not None and strict_number(line) is not None:  # GSM8K's convention: `#### 1,234` is 1234
-            line = line.replace(",", "").lstrip("$").strip()
-        return line, "####"
+    if "####" in final:  # the first `#### answer`, as GSM8K's reference reads it (a model may run on)
+        answer = next(filter(None, map(_after_marker, final.split("####")[1:])), None)
+        return answer, "####"
     for name, pattern in (("final answer is", MINERVA_RE), ("the answer is", ANSWER_IS_RE)):
-        matches = list(pattern.finditer(final))
+        matches = list(pattern.finditer(final, tail_at))
         if matches:
             return answer_in(matches[-1].group(1).split("\n", 1)[0].strip()), name
     stripped = final.strip().strip("*").strip()
@@ -139,15 +144,28 @@ def final_answer(text: str, mode: str = "auto") -> tuple[str | None, str]:
     bold = [b for b in BOLD_RE.findall(final) if not b.rstrip().endswith(":")]  # not a "**Step 1:**" heading
     if bold:
         return _clean(bold[-1]), "bold"
-    regions = list(DISPLAY_RE.finditer(final))
+    regions = list(DISPLAY_RE.finditer(final, tail_at))
     if regions and not final[regions[-1].end():].strip(" .\n"):  # the text ends with a displayed answer
         return _clean(next(g for g in regions[-1].groups() if g is not None)), "math"
-    hoped = list(HOPE_RE.finditer(final))
+    hoped = list(HOPE_RE.finditer("\n" + final[tail_at:]))
     if hoped:  # Minerva's closing line without its "final answer is": the sentence before it is the answer
         return answer_in(hoped[-1].group(1)), "final answer is"
     last_line = next((line for line in reversed(final.strip().splitlines()) if line.strip()), "")
     found = sentence_answer(last_line)
     return (found, "last line") if found is not None else (None, "none")
+
+
+def _after_marker(part: str) -> str | None:
+    """The answer on the line after a `####`: a number (`1,234` is 1234; `18 dollars` is 18) or math; None for
+    words only, so `#### see below` is passed over."""
+    line = _clean(part.strip().split("\n", 1)[0])
+    if line is None:
+        return None
+    if strict_number(line) is not None:
+        return line.replace(",", "").lstrip("$").strip()
+    if (match := NUMBER_WITH_WORDS_RE.match(line)) is not None:
+        return match.group(1).replace(",", "")
+    return line if MATHLIKE_RE.match(line) or "\\" in line else None
 
 
 def answer_in(phrase: str) -> str | None:
@@ -163,6 +181,7 @@ def answer_in(phrase: str) -> str | None:
 
 def sentence_answer(line: str) -> str | None:
     """The answer a sentence ends with: `Label: X`, "... is X", "... = X" (math-like X), or its last math region."""
+    line = line if len(line) <= MAX_LINE_CHARS else line[-MAX_LINE_CHARS:]  # an answer ends its line
     for pattern in (LABEL_RE, IS_END_RE, LAST_EQUALS_RE):
         match = pattern.search(line)
         if match and MATHLIKE_RE.match(match.group(1)):

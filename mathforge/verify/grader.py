@@ -168,8 +168,8 @@ def compare(gold: str, pred: str, timeout: float = TIMEOUT_SECONDS, depth: int =
         return _match_all(parts_g, parts_p, timeout)
     if (why := too_large(g) or too_large(p)) is not None:
         return UNPARSEABLE, why
-    if exact_g is not None and exact_p is None and PROSE_RE.search(p):
-        return WRONG, None
+    if PROSE_RE.search(p) and not PROSE_RE.search(g):
+        return WRONG, "a sentence, not an answer"  # never handed to the LaTeX parser
     return _latex_verdict(g, p, timeout, decimal_digits(p))
 
 
@@ -198,7 +198,9 @@ def _match_all(golds: list[str], preds: list[str], timeout: float) -> tuple[str,
 DECIMAL_RE = re.compile(r"[0-9]*\.[0-9]+")
 MAX_DIGITS = 400          # a literal integer longer than this is not compared
 MAX_EXPONENT = 10_000     # a literal exponent or factorial argument above this is not computed
-MAX_NESTING = 40          # brace depth
+MAX_NESTING = 40          # bracket depth
+MAX_OPERATORS = 120       # + - * / ^ and LaTeX products: longer expressions are not an answer to compare
+OPERATOR_RE = re.compile(r"[-+*/^]|\\cdot|\\times")
 NESTED_POWER_RE = re.compile(r"\^\s*\{[^{}]*(?:\^|!)")
 EXPONENT_RE = re.compile(r"(?:\^\s*\{?\s*|\*\*\s*)([0-9]+)|([0-9]+)\s*!")
 
@@ -211,10 +213,12 @@ def too_large(answer: str) -> str | None:
         return "number too long"
     depth = peak = 0
     for ch in answer:
-        depth += (ch == "{") - (ch == "}")
+        depth += (ch in "{([") - (ch in "})]")
         peak = max(peak, depth)
     if peak > MAX_NESTING:
         return "nesting too deep"
+    if len(OPERATOR_RE.findall(answer)) > MAX_OPERATORS:
+        return "too many terms"
     if NESTED_POWER_RE.search(answer):
         return "nested exponent"
     for match in EXPONENT_RE.finditer(answer):

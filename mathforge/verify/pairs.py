@@ -69,9 +69,13 @@ def grade_file(path: Path, out: Path, mode: str = "auto", workers: int | None = 
     if not path.exists():
         raise InputError("file not found", str(path))
     if path.suffix == ".parquet":
-        from mathforge.builders.sources import read_table
+        import pyarrow.parquet as pq
 
-        rows, numbers = read_table(path)
+        try:
+            rows = pq.read_table(path).to_pylist()
+        except Exception as exc:
+            raise InputError(f"unreadable Parquet: {exc}", str(path)) from None
+        numbers = range(1, len(rows) + 1)
         verdicts = grade_batch([_pair(r, str(path), n) for r, n in zip(rows, numbers)], mode, workers=workers)
         body, counts = b"".join(_line(r, v) for r, v in zip(rows, verdicts)), Counter(v.verdict for v in verdicts)
     else:
