@@ -75,6 +75,25 @@ def validate(recipe: Path = typer.Argument(..., help="Recipe YAML file."),
     stages = ", ".join(stage.type for stage in parsed.stages)
     Console().print(f"{recipe}: ok — {parsed.name} {parsed.version}, {len(parsed.sources)} source(s), "
                     f"stages: {stages}, output: {parsed.output_dir()}")
+    _gold_report(parsed)
+
+
+def _gold_report(recipe) -> None:
+    """How many gold answers of each source the shared grader reads (an unreadable one can never be matched)."""
+    from mathforge.builders.sources import load_sources_split
+    from mathforge.verify.grader import reference_answer
+
+    try:
+        parts = load_sources_split(recipe.sources)
+    except InputError as exc:  # e.g. a Hub source while offline
+        console.print(f"[yellow]gold answers not checked: {exc.render()}[/yellow]")
+        return
+    for source, problems in zip(recipe.sources, parts):
+        read = sum(reference_answer(p.solution, source.answer_kind) is not None for p in problems)
+        name = source.name or source.path or source.hub or "synthetic"
+        style = "" if read == len(problems) else "[yellow]"
+        Console().print(f"{style}  {name}: {read} of {len(problems)} gold answers parse "
+                        f"(answer_kind {source.answer_kind})")
 
 
 @app.command()

@@ -128,3 +128,15 @@ def test_grading_a_file_keeps_order_and_names_the_bad_line(tmp_path):
     with pytest.raises(Exception, match=r"pairs.jsonl:2500: invalid JSON"):
         grade_file(source, tmp_path / "bad.jsonl", "gsm8k", workers=2)
     assert not (tmp_path / "bad.jsonl").exists()
+
+
+def test_validate_reports_how_many_gold_answers_parse(tmp_path):
+    from conftest import run
+
+    rows = [{"question": "q1", "answer": "so \\boxed{\\frac12}"}, {"question": "q2", "answer": "x = 3"},
+            {"question": "q3", "answer": "there is no answer written anywhere in this text"}]
+    (tmp_path / "gold.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    (tmp_path / "r.yaml").write_text(f"name: v\nversion: 1.0.0\nsources:\n  - path: {tmp_path / 'gold.jsonl'}\n"
+                                     "    answer_kind: latex\nstages:\n  - type: collect\n")
+    result = run("validate", tmp_path / "r.yaml")
+    assert result.returncode == 0 and "2 of 3 gold answers parse (answer_kind latex)" in result.stdout
