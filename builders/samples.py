@@ -7,9 +7,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import orjson
-from mathforge.builders.sources import Problem, read_table
+from mathforge.builders.sources import Problem
 
 from mathforge.errors import InputError
+from mathforge.tables import read_table
 
 SCREL_FILE_RE = re.compile(r"^raw_generation_(?P<temp>[^_/]+)_(?P<seed>\d+)\.json$")
 TEXT_COLUMNS = ("solution", "completion", "response", "output", "text")

@@ -14,18 +14,20 @@ FOLDERS = {"mathforge": "mathforge", "builders": "mathforge.builders", "eval": "
 # eval/trainers -> build -> stages -> generation/publish -> verification / recipe and sources -> errors/fixtures.
 ALLOWED = {
     "errors": set(),
+    "tables": {"errors"},
     "testing": set(),
-    "verify": {"errors"},
-    "base": {"errors", "testing"},
+    "verify": {"errors", "tables"},
+    "base": {"errors", "testing", "tables"},
     "generation": {"base", "verify", "errors", "testing"},
     "publish": {"base", "errors"},
-    "stages": {"generation", "publish", "verify", "base", "errors", "testing"},
+    "stages": {"generation", "publish", "verify", "base", "errors", "testing", "tables"},
     "build": {"stages", "base", "errors"},
     "eval": {"generation", "verify", "base", "errors"},
     "trainers": {"publish", "errors"},
     "api": {"build", "publish", "verify", "base", "errors"},
     "quickstart": {"build", "eval", "trainers", "base", "errors", "testing"},
     "cli": {"api", "quickstart", "build", "stages", "eval", "trainers", "generation", "publish", "verify", "base", "errors",
+            "tables",
             "testing", "package"},
     "package": {"api", "base", "errors"},
 }
@@ -35,7 +37,7 @@ def layer(module: str) -> str:
     parts = module.split(".")
     if module == "mathforge":
         return "package"
-    if parts[1] in ("errors", "testing", "verify", "api", "quickstart", "cli", "eval", "trainers"):
+    if parts[1] in ("errors", "tables", "testing", "verify", "api", "quickstart", "cli", "eval", "trainers"):
         return parts[1]
     if parts[1] == "__main__":
         return "cli"

@@ -5,11 +5,11 @@ from pathlib import Path
 
 import pyarrow as pa
 from mathforge.builders.publish.views import training_views
-from mathforge.builders.sources import read_table
 from mathforge.builders.stages.base import BuildState, Stage
 from mathforge.builders.stages.mixing import mix
 
 from mathforge.errors import InputError
+from mathforge.tables import read_table
 
 METHODS = ("gold", "rft", "tutor", "diversify", "expand", "retrospect")
 MIX_SCHEMA = pa.schema([("text", pa.string()), ("group", pa.string())])

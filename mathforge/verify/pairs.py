@@ -10,6 +10,7 @@ from pathlib import Path
 import orjson
 
 from mathforge.errors import InputError
+from mathforge.tables import read_table
 from mathforge.verify.grader import grade_batch
 
 
@@ -69,13 +70,7 @@ def grade_file(path: Path, out: Path, mode: str = "auto", workers: int | None = 
     if not path.exists():
         raise InputError("file not found", str(path))
     if path.suffix == ".parquet":
-        import pyarrow.parquet as pq
-
-        try:
-            rows = pq.read_table(path).to_pylist()
-        except Exception as exc:
-            raise InputError(f"unreadable Parquet: {exc}", str(path)) from None
-        numbers = range(1, len(rows) + 1)
+        rows, numbers = read_table(path)
         verdicts = grade_batch([_pair(r, str(path), n) for r, n in zip(rows, numbers)], mode, workers=workers)
         body, counts = b"".join(_line(r, v) for r, v in zip(rows, verdicts)), Counter(v.verdict for v in verdicts)
     else:
