@@ -1,5 +1,5 @@
 # mathforge: `make quickstart` trains SFT, builds an RFT corpus, retrains and compares, offline on the CPU;
-# `make test` runs the test suite; `make smoke` runs the two small offline build recipes.
+# `make test` runs the test suite; `make smoke` runs the small offline build recipes.
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
@@ -22,6 +22,7 @@ smoke: install
 	$(BIN)/mathforge synth --out build/quickstart --problems 200 --models 4 --seeds 10
 	$(BIN)/mathforge build recipes/offline-collect.yaml --overwrite
 	HF_HUB_OFFLINE=1 $(BIN)/mathforge build recipes/offline-tiny.yaml --overwrite
+	HF_HUB_OFFLINE=1 $(BIN)/mathforge build recipes/offline-synthesis.yaml --overwrite
 
 test: install
 	$(BIN)/python -m pytest tests

@@ -57,7 +57,7 @@ class ModelSpec(Strict):
     """One sampling model: where it runs (backend) and how it is reached."""
 
     name: str | None = Field(default=None, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
-    backend: Literal["local", "batched", "endpoint", "vllm", "sglang"]
+    backend: Literal["local", "batched", "endpoint", "vllm", "sglang", "scripted"]  # scripted: offline demos
     model: str
     revision: str | None = None
     base_url: str | None = None
@@ -150,8 +150,13 @@ class TutorStage(Requests):
     type: Literal["tutor"]
     student: str                       # the `name` of a model sampled by an earlier sample stage
     teacher: ModelSpec
-    attempts: int = Field(default=1, ge=1)  # student samples reviewed per problem (lowest sample indices)
-    template: str | None = None        # Jinja over question, steps (numbered), n_steps; default: a JSON-reply prompt
+    attempts: int = Field(default=1, ge=1)  # student samples reviewed per problem (lowest sample indices first)
+    select: Literal["wrong", "any", "mixed"] = "wrong"  # which attempts: the verifier's wrong ones, any, or a mix
+    wrong_ratio: float = Field(default=0.5, ge=0, le=1)  # `mixed`: share of attempts from wrong samples (rounded up)
+    allow_false_critique: bool = False  # keep a `wrong` verdict on an attempt the verifier calls correct
+    min_new_steps: int = Field(default=1, ge=0)  # real steps a fix needs besides its final-answer line
+    reference: bool = False            # show the teacher the gold solution (template field `reference`)
+    template: str | None = None        # Jinja over question, steps (numbered), n_steps (+ reference); default: JSON
     chat: bool = True
     structured: bool = True            # send a JSON schema as response_format (servers without it get the text)
     output: Literal["corrected", "exchange"] = "exchange"  # corpus text: corrected solution, or the exchange (CPT)
@@ -185,9 +190,11 @@ class SynthesisStage(Requests):
 
 
 class DiversifyStage(SynthesisStage):
-    """Response diversification: more correct solutions per problem; only new equation lists are kept."""
+    """Response diversification: independent correct solutions per problem, kept when new and far enough."""
 
     type: Literal["diversify"]
+    show_reference: bool = False  # default prompt shows the gold solution (a rewrite, not an independent solution)
+    min_distance: float = Field(default=0.0, ge=0, le=1)  # normalized Levenshtein to every kept solution of the problem
 
 
 class ExpandStage(SynthesisStage):
@@ -196,6 +203,8 @@ class ExpandStage(SynthesisStage):
     type: Literal["expand"]
     solutions: int = Field(default=4, ge=1)
     agree: int = Field(default=3, ge=1)
+    solver: ModelSpec | None = None  # solves the new problems (default: `model`)
+    max_seed_similarity: float = Field(default=0.6, ge=0, le=1)  # character 5-gram Jaccard with the seed problem
 
     @model_validator(mode="after")
     def reachable_agreement(self) -> "ExpandStage":
@@ -203,28 +212,46 @@ class ExpandStage(SynthesisStage):
             raise ValueError("`agree` cannot exceed `solutions`")
         return self
 
+    @model_validator(mode="after")
+    def solver_max_tokens(self) -> "ExpandStage":
+        reasoning_budget(self, [self.solver or self.model])
+        return self
+
 
 class RetrospectStage(SynthesisStage):
-    """Retrospective enhancement: solutions that go back to an earlier step, marked with [back]."""
+    """Retrospective enhancement: a real (calculator-proven) error, a [back] to it, the fix, the gold answer."""
 
     type: Literal["retrospect"]
 
 
 class MixGroup(Strict):
-    """A general corpus for the mix: a JSONL/Parquet file with a `text` column."""
+    """A general corpus for the mix: a JSONL/Parquet file, or a Hub dataset read streaming, with a text column."""
 
     name: str
-    path: str
+    path: str | None = None
+    hub: str | None = None     # streamed (datasets, streaming=True) only as far as the mix can use it
+    config: str | None = None
+    split: str = "train"
+    revision: str | None = None
+    column: str = "text"
+
+    @model_validator(mode="after")
+    def one_location(self) -> "MixGroup":
+        if (self.path is None) == (self.hub is None):
+            raise ValueError("give exactly one of `path` or `hub`")
+        return self
 
 
 class MixStage(Strict):
     """Combine methods' CPT texts and general corpora by token ratio and/or budget (the `mix` config)."""
 
     type: Literal["mix"]
-    tokenizer: str                      # counts tokens: a local path or a Hub tokenizer id
+    name: str | None = Field(default=None, pattern=r"^[a-z0-9][a-z0-9_-]*$")  # config `mix-<name>` (an arm); else `mix`
+    tokenizer: str                      # counts tokens: a local path, a Hub tokenizer id, or `whitespace`
     ratio: dict[str, float]             # group -> weight; groups: methods (gold, rft, tutor, ...) and general names
     general: list[MixGroup] = Field(default_factory=list)
     token_budget: int | None = Field(default=None, ge=1)
+    max_repeat: int = Field(default=4, ge=1)  # passes over a group short of its budget share (Muennighoff et al. 2023)
     seed: int = 0
 
 

@@ -46,7 +46,7 @@ def scripted(payload: dict) -> str:
         answer = r"4\sqrt{3}" if index == BAD_FIX else gold
         return json.dumps({"verdict": "wrong", "first_wrong_step": 1, "explanation": "The result is wrong.",
                            "correction": f"Recompute it carefully.\nThe answer is \\boxed{{{answer}}}"})
-    if "Reference solution" in text:  # diversify: a right different solution for even problems, else a wrong one
+    if "in a way that differs" in text:  # diversify: a right different solution for even problems, else a wrong one
         return solutions[1].replace("[ok]", "[div]") if index % 2 == 0 else solutions[2]
     return solutions[int(payload.get("seed") or 0) % 3]  # the student: the seed picks a solution
 
@@ -69,6 +69,7 @@ stages:
     models: [{model.replace('NAME', 'student')}]
   - type: tutor
     student: student
+    select: any
     structured: false
     teacher: {model.replace('NAME', 'teacher')}
   - type: diversify

@@ -39,7 +39,8 @@ def scripted(rows):
             lines = row["answer"].split("\n")
             if seed % 2:
                 return "\n".join(lines)  # no [back] marker
-            return "\n".join(lines[:1] + ["[back] Re-check step 1: it holds."] + lines[1:])
+            slip = ["Then 2+2 = 5.", "[back] Step 2 is wrong: 2+2 = 4, not 5."]  # a real error, then the fix
+            return "\n".join(lines[:1] + slip + lines[1:])
         if text.startswith("Solve step by step"):
             new = re.search(r"NEW (.*?) Then one more", text, re.S).group(1)
             answer = answer_of(by_question[new]["answer"]) + 1
@@ -74,6 +75,7 @@ stages:
     k: 1
     solutions: 4
     agree: 3
+    max_seed_similarity: 1  # the scripted new problems are near copies of their seeds
     model:
 {model}  - type: retrospect
     k: 2
@@ -103,7 +105,7 @@ output:
     expected = len({text for seed, text in seeds["diversify"] if seed % 3 == 0})
     assert stats["diversify"]["accepted"] == expected == sum(r["method"] == "diversify" for r in corpus)
     assert stats["diversify"]["outcomes"].get("wrong answer", 0) == sum(s % 3 == 2 for s, _ in seeds["diversify"])
-    # retrospect: even seeds carry a [back] marker and the right answer
+    # retrospect: even seeds carry a real error, a [back] marker and the right answer
     assert stats["retrospect"]["accepted"] == sum(s % 2 == 0 for s, _ in seeds["retrospect"])
     assert all("[back]" in r["solution"] for r in corpus if r["method"] == "retrospect")
     # expand: the malformed seed is rejected; a new problem is kept when >= 3 of its 4 solutions agree

@@ -334,27 +334,56 @@ def test_end_to_end_round_trip():
 # --------------------------------------------------------------------------------------------- exchange
 
 def test_exchange_text_wrong():
-    reply = TeacherReply("wrong", 2, "She has 3+21 = 24 apples... no: 3+20 = 23.\n#### 23", "21 should be 20")
-    amplified = compose(STEPS, reply)
-    text = exchange_text(QUESTION, STEPS, reply, amplified)
-    for header in ("Problem:\n", "Student's attempt:\n", "Teacher's review:\n", "Corrected solution:\n"):
-        assert header in text
-    assert text.index("Problem:") < text.index("Student's attempt:") < text.index("Teacher's review:") \
-        < text.index("Corrected solution:")
-    assert "Step 1: Ava buys 4*5 = 21 apples." in text
-    assert "Step 2 is wrong: She has 3+21 = 24 apples." in text
-    assert "Why: 21 should be 20" in text and "Step 1 is kept" in text
-    assert text.rstrip().endswith(amplified)
+    """The paper's form: the attempt up to and including the faulty step, the error, then the continuation."""
+    reply = TeacherReply("wrong", 2, "She has 3+20 = 23 apples.\n#### 23", "21 should be 20")
+    steps = ["Ava has 3 apples.", "She buys 4*5 = 21 apples.", "She has 3+21 = 24 apples.", "#### 24"]
+    text = exchange_text(QUESTION, steps, reply)
+    assert text == (f"Problem:\n{QUESTION}\n\n"
+                    "Student's attempt:\nStep 1: Ava has 3 apples.\nStep 2: She buys 4*5 = 21 apples.\n\n"
+                    "Teacher's review:\nStep 2 is wrong. 21 should be 20\n"
+                    "Step 1 is right; the solution continues from step 2.\n\n"
+                    "Corrected solution from step 2:\nShe has 3+20 = 23 apples.\n#### 23\n")
+    assert text.count("Ava has 3 apples.") == 1 and "3+21" not in text  # nothing after the faulty step, no repeats
 
 
 def test_exchange_text_first_step_and_correct():
-    text = exchange_text(QUESTION, STEPS, TeacherReply("wrong", 1, FIX), FIX)
-    assert "Step 1 is wrong: Ava buys 4*5 = 21 apples." in text and "Why:" not in text
-    assert "corrected from step 1 on" in text
-    text = exchange_text(QUESTION, ["a", "b", "c", "#### 1"], TeacherReply("wrong", 3, "#### 2"), "a\nb\n#### 2")
-    assert "Steps 1 to 2 are kept" in text
-    ok = exchange_text(QUESTION, STEPS, TeacherReply("correct", None, None), STUDENT)
-    assert "The solution is correct." in ok and "Corrected solution" not in ok and ok.rstrip().endswith(STUDENT)
+    text = exchange_text(QUESTION, STEPS, TeacherReply("wrong", 1, "Step 1: " + FIX))
+    assert "Step 1 is wrong." in text and "right;" not in text and "She has 3+21" not in text
+    assert text.rstrip().endswith("Corrected solution from step 1:\n" + FIX)  # copied step labels are dropped
+    text = exchange_text(QUESTION, ["a", "b", "c", "#### 1"], TeacherReply("wrong", 3, "d\n#### 2"))
+    assert "Steps 1 to 2 are right" in text and "Step 3: c" in text and "#### 1" not in text
+    ok = exchange_text(QUESTION, STEPS, TeacherReply("correct", None, None))
+    assert "The solution is correct." in ok and "Corrected solution" not in ok
+
+
+# ------------------------------------------------------------------------------------------ fix checks
+
+@pytest.mark.parametrize("fix", ["#### 72", "\\boxed{72}", "The answer is 72", "The answer is 72.\n#### 72",
+                                 "$\\boxed{72}$.", "72", "**72**", "Final answer: 72", "...\n#### 72"])
+def test_an_answer_only_fix_has_no_new_steps(fix):
+    assert tutoring.new_steps(fix) == []
+    assert tutoring.fix_problem(TeacherReply("wrong", 1, fix)) == tutoring.ANSWER_ONLY
+    assert tutoring.fix_problem(TeacherReply("wrong", 1, fix), min_new_steps=0) is None
+
+
+def test_new_steps_count_the_work_not_the_answer_line():
+    assert tutoring.new_steps(FIX) == ["Ava buys 4*5 = 20 apples.", "She has 3+20 = 23 apples."]
+    assert tutoring.fix_problem(TeacherReply("wrong", 1, FIX), min_new_steps=2) is None
+    assert tutoring.fix_problem(TeacherReply("wrong", 1, FIX), min_new_steps=3) == tutoring.ANSWER_ONLY
+
+
+def test_a_miscomputed_fix_fails_the_calculator():
+    for fix in ("She has <<3+4=8>>8 apples.\n#### 8", "She has 3+4 = 8 apples.\n#### 8"):
+        assert tutoring.miscomputed(fix) == ["3+4=8"]
+        assert tutoring.fix_problem(TeacherReply("wrong", 1, fix)) == tutoring.CALCULATOR
+    assert tutoring.miscomputed(FIX) == [] and tutoring.fix_problem(TeacherReply("wrong", 1, FIX)) is None
+
+
+def test_prompt_shows_the_reference_only_when_given():
+    assert "reference" not in prompt_fields(QUESTION, STEPS)
+    shown = render(TEACHER_PROMPT, prompt_fields(QUESTION, STEPS, "GOLD SOLUTION"))
+    assert "A reference solution" in shown and "GOLD SOLUTION" in shown
+    assert "reference solution" not in render(TEACHER_PROMPT, prompt_fields(QUESTION, STEPS))
 
 
 LATEX_SOLUTION = r"""First, the area is

@@ -146,6 +146,13 @@ def check_models(stage, recipe, specs: list) -> None:
             if path.exists() and not (path / "config.json").exists():
                 raise InputError(f"not a transformers model directory (no config.json): {spec.model}", file,
                                  line, dotted)
+        elif spec.backend == "scripted":
+            from mathforge.testing.scripted import reply_for
+
+            try:
+                reply_for(spec.model)
+            except ValueError as exc:
+                raise InputError(str(exc), file, line, dotted) from None
         elif spec.backend in ("vllm", "sglang"):
             try:
                 __import__(spec.backend)
@@ -298,7 +305,7 @@ def pipeline(mp: ModelPass, tasks: int) -> list:
     from mathforge.builders.generation.client import Runner
 
     stage, spec = mp.stage, mp.spec
-    server_type = "endpoint" if spec.backend in ("endpoint", "local", "batched") else spec.backend
+    server_type = "endpoint" if spec.backend in ("endpoint", "local", "batched", "scripted") else spec.backend
     config = InferenceConfig(
         server_type=server_type, model_name_or_path=spec.model, use_chat=stage.prompt.chat,
         endpoint_url=mp.base_url, tp=spec.tp, dp=spec.dp, max_concurrent_generations=stage.concurrency,
@@ -510,6 +517,13 @@ def run_docs(stage_index: int, stage: SampleStage, docs: list[Doc], recipe, cons
                 file, line, key = recipe.where(*where, "model")
                 raise InputError(f"{mp.spec.model}: {exc.message}", file, line, key) from None
             with server:
+                mp.base_url = server.url
+                result = run_pass(mp, docs, recipe.executor, console)
+        elif mp.spec.backend == "scripted" and not mp.samples_path.exists():
+            from mathforge.testing.fake_openai import FakeOpenAI
+            from mathforge.testing.scripted import reply_for
+
+            with FakeOpenAI(reply=reply_for(mp.spec.model)) as server:  # on 127.0.0.1, for this pass only
                 mp.base_url = server.url
                 result = run_pass(mp, docs, recipe.executor, console)
         else:

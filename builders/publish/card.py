@@ -21,9 +21,9 @@ def size_category(rows: int) -> str:
 
 def front_matter(recipe, rows: dict[str, int]) -> dict:
     publish = recipe.publish
-    configs = [{"config_name": name, "data_files": [{"split": "train", "path": f"{folder}/*.parquet"}],
-                **({"default": True} if name == "default" else {})} for name, folder in CONFIGS.items()
-               if name in rows]
+    names = [name for name in CONFIGS if name in rows] + sorted(n for n in rows if n.startswith("mix-"))
+    configs = [{"config_name": name, "data_files": [{"split": "train", "path": f"{CONFIGS.get(name, name)}/*.parquet"}],
+                **({"default": True} if name == "default" else {})} for name in names]
     return {"license": publish.license, "pretty_name": publish.pretty_name or recipe.name,
             "language": ["en"], "task_categories": ["text-generation", "question-answering"],
             "tags": sorted({"math", "mathforge", "synthetic", *publish.tags}),
@@ -112,8 +112,8 @@ def render_card(recipe, recipe_yaml: str, stats: dict, columns: dict[str, list],
             ["cpt", rows["cpt"], "`text` for continued pre-training"],
             ["sft", rows["sft"], "`prompt` / `completion`"],
             ["messages", rows["messages"], "`messages` (chat form)"],
-            *([["mix", rows["mix"], "`text`, `group`: CPT mix by token ratio (see stats.json `mix`)"]]
-              if "mix" in rows else [])]) + "\n",
+            *[[name, rows[name], f"`text`, `group`: CPT mix by token ratio (see stats.json `{name}`)"]
+              for name in sorted(rows) if name == "mix" or name.startswith("mix-")]]) + "\n",
         "## How it was built\n",
         _stages_text(recipe) + "\n",
         "## Lineage\n",
@@ -137,10 +137,7 @@ def render_card(recipe, recipe_yaml: str, stats: dict, columns: dict[str, list],
                  f"{stats['distinct'] / max(stats['problems'], 1):.2f}"]]) + "\n",
         "Rejected samples by reason: " + (", ".join(f"{k} {v}" for k, v in stats["rejected"].items()) or "none")
         + ".\n",
-        *([f"Decontamination ({stats['decontamination']['n']}-gram overlap with "
-            f"{', '.join(stats['decontamination']['by_eval_set'])}): {stats['decontamination']['rows_flagged']} "
-            f"row(s) {'dropped' if stats['decontamination']['action'] == 'drop' else 'flagged'}.\n"]
-          if stats.get("decontamination") else []),
+        *_decontamination_lines(stats.get("decontamination")),
         "### Per model\n",
         _table(["model", "samples", "correct", "kept", "only solver"],
                [[name, m["samples"], m["correct"], m["kept"], m["only_solver"]]
@@ -211,13 +208,38 @@ def _synthesis_section(stats: dict) -> list[str]:
     if rows:
         out += ["### Synthesis methods\n", _table(["method", "seed problems", "requests", "rows kept", "outcomes"],
                                                   rows) + "\n"]
-    if "mix" in stats:
-        mix = stats["mix"]
-        out += ["### CPT mix\n", f"Tokens counted with `{mix['tokenizer']}`.\n",
-                _table(["group", "documents", "tokens", "target ratio", "achieved ratio"],
-                       [[g, r["documents"], r["tokens"], r["target_ratio"], r["achieved_ratio"]]
-                        for g, r in mix["groups"].items()]) + "\n"]
-    return out
+    return out + [line for name in sorted(stats) if name == "mix" or name.startswith("mix-")
+                  for line in _mix_section(stats[name], name)]
+
+
+def _decontamination_lines(decontamination: dict | None) -> list[str]:
+    """How many rows overlapped the declared evaluation sets, and where they went."""
+    if not decontamination:
+        return []
+    fate = ("dropped" if decontamination["action"] == "drop" else
+            "flagged (`contaminated: true`, kept in the default config, left out of cpt / sft / messages / mix)")
+    return [(f"Decontamination ({decontamination['n']}-gram overlap with "
+             f"{', '.join(decontamination['by_eval_set'])}): {decontamination['rows_flagged']} row(s) {fate}.\n")]
+
+
+def _mix_section(mix: dict | None, name: str = "mix") -> list[str]:
+    """The CPT mix: tokens per group, target and achieved ratios, repeats, contaminated documents dropped."""
+    if not mix:
+        return []
+    groups = mix["groups"]
+    notes = [f"group {g} repeated {r['repeats']}x, ratio achieved {r['achieved_ratio']:.3f} (target "
+             f"{r['target_ratio']:.3f})" for g, r in groups.items() if r.get("repeats", 0) > 1]
+    if mix.get("limited_by") and mix.get("token_budget"):
+        notes.append(f"the mix is {mix['total_tokens']:,} tokens, short of the budget: group {mix['limited_by']} "
+                     f"ran out after {mix.get('max_repeat', 1)} pass(es)")
+    notes += [f"{n} document(s) of {g} dropped for overlap with the evaluation sets"
+              for g, n in mix.get("decontaminated", {}).items() if n]
+    return [f"### CPT mix{'' if name == 'mix' else ' `' + name + '`'}\n", (f"Tokens counted with `{mix['tokenizer']}`; a group short of its budget share is "
+                               f"repeated up to {mix.get('max_repeat', 1)}x.\n"),
+            _table(["group", "documents", "tokens", "repeats", "target ratio", "achieved ratio"],
+                   [[g, r["documents"], r["tokens"], r.get("repeats", 1), r["target_ratio"], r["achieved_ratio"]]
+                    for g, r in groups.items()]) + "\n",
+            *([" · ".join(notes) + ".\n"] if notes else [])]
 
 
 def _stages_text(recipe) -> str:
@@ -238,8 +260,10 @@ def _stages_text(recipe) -> str:
             lines.append(f"- **{stage.type}**: model `{stage.model.label}`, {stage.k} request(s) per seed problem, "
                          f"temperature {stage.temperature:g}; replies parsed and verified (see Synthesis methods).")
         elif stage.type == "mix":
+            budget = (f", budget {stage.token_budget:,}, groups repeated up to {stage.max_repeat}x"
+                      if stage.token_budget else "")
             lines.append(f"- **mix**: {', '.join(f'{k} {v:g}' for k, v in stage.ratio.items())} by tokens "
-                         f"(`{stage.tokenizer}`){f', budget {stage.token_budget:,}' if stage.token_budget else ''}.")
+                         f"(`{stage.tokenizer}`){budget}.")
         elif stage.type == "collect":
             lines.append(f"- **collect**: keep samples whose final answer matches the gold and whose calculator "
                          f"annotations are right; dedup per problem by equation list (`{stage.dedup}` mode, "

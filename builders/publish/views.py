@@ -44,14 +44,19 @@ def training_row(columns: dict[str, list], i: int, reasoning: str) -> dict:
     return row
 
 
-def training_views(columns: dict[str, list], publish) -> dict[str, dict[str, list]]:
-    """cpt / sft / messages columns for the rows whose method the recipe publishes, in corpus order."""
-    templates = templates_of(publish)
+def trained_rows(columns: dict[str, list], publish) -> list[int]:
+    """Rows that go into the training configs: a published method and not flagged `contaminated`."""
     keep = set(publish.methods)
+    flags = columns.get("contaminated") or [None] * len(columns["problem_id"])
+    return [i for i, (method, flag) in enumerate(zip(columns["method"], flags)) if method in keep and flag is not True]
+
+
+def training_views(columns: dict[str, list], publish) -> dict[str, dict[str, list]]:
+    """cpt / sft / messages columns for the rows whose method the recipe publishes, in corpus order; rows that
+    decontamination flagged stay in the default config only."""
+    templates = templates_of(publish)
     views = {name: {field: [] for field in schema.names} for name, schema in SCHEMAS.items()}
-    for i in range(len(columns["problem_id"])):
-        if columns["method"][i] not in keep:
-            continue
+    for i in trained_rows(columns, publish):
         row = training_row(columns, i, publish.reasoning)
         prompt = prompts.render(templates["prompt"], row)
         completion = prompts.render(templates["completion"], row)

@@ -37,19 +37,35 @@ def load_eval_texts(spec) -> list[str]:
     return [p.question for p in problems]
 
 
-def contaminated(columns: dict[str, list], eval_texts: list[str], n: int) -> list[bool]:
-    """Per corpus row: does its question or solution share an n-gram with any evaluation question?"""
+def ngram_index(eval_texts: list[str], n: int) -> set[tuple[str, ...]]:
+    """Every n-gram of these evaluation questions."""
     index: set[tuple[str, ...]] = set()
     for text in eval_texts:
         index |= ngrams(text, n)
-    flags = []
-    for question, solution in zip(columns["question"], columns["solution"]):
-        flags.append(bool(index & ngrams(question, n)) or bool(index & ngrams(solution, n)))
-    return flags
+    return index
+
+
+def eval_index(spec) -> set[tuple[str, ...]]:
+    """The n-grams of all evaluation sets of a recipe's `decontaminate:` (empty when it has none)."""
+    if spec is None:
+        return set()
+    return ngram_index([text for eval_set in spec.eval_sets for text in load_eval_texts(eval_set)], spec.n)
+
+
+def overlaps(text: str, index: set[tuple[str, ...]], n: int) -> bool:
+    return not index.isdisjoint(ngrams(text, n))
+
+
+def contaminated(columns: dict[str, list], eval_texts: list[str], n: int) -> list[bool]:
+    """Per corpus row: does its question or solution share an n-gram with any evaluation question?"""
+    index = ngram_index(eval_texts, n)
+    return [overlaps(question, index, n) or overlaps(solution, index, n)
+            for question, solution in zip(columns["question"], columns["solution"])]
 
 
 def apply(columns: dict[str, list], flags: list[bool], action: str) -> dict[str, list]:
-    """`drop` removes flagged rows; `flag` keeps them with `contaminated: true`."""
+    """`drop` removes flagged rows; `flag` keeps them with `contaminated: true` (in the default config only:
+    publish.views leaves them out of cpt / sft / messages, and so of the mix)."""
     if action == "flag":
         return {**columns, "contaminated": flags}
     keep = [i for i, flag in enumerate(flags) if not flag]

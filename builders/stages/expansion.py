@@ -1,7 +1,8 @@
-"""Query expansion, pure parts: the prompt, parsing a generated problem and solution, answer agreement."""
+"""Query expansion, pure parts: the prompt, parsing a reply, answer agreement, similarity to the seed."""
 from __future__ import annotations
 
 import re
+from collections import Counter
 
 from mathforge.builders.stages.tutoring import (
     EMPTY,
@@ -106,3 +107,23 @@ def agree(answers: list[str | None], n: int, kind: str = "auto") -> str | None:
     answer = answers[classes[0][0]]
     value = strict_number(answer)
     return format_number(value) if value is not None else answer
+
+
+def char_ngrams(text: str, n: int = 5) -> set[str]:
+    """Character n-grams of a lowercased, whitespace-collapsed text; a shorter text is one gram."""
+    text = " ".join(text.lower().split())
+    return {text[i:i + n] for i in range(len(text) - n + 1)} if len(text) >= n else ({text} if text else set())
+
+
+def jaccard(a: str, b: str, n: int = 5) -> float:
+    """Jaccard similarity of the character n-gram sets of two texts (0 when both are empty)."""
+    x, y = char_ngrams(a, n), char_ngrams(b, n)
+    return len(x & y) / len(x | y) if x | y else 0.0
+
+
+def similarity_summary(values: list[float], bins: int = 10) -> dict:
+    """count, max, mean and a histogram (`bins` equal bins over [0, 1], keyed by their lower edge)."""
+    histogram = Counter(min(int(v * bins), bins - 1) for v in values)
+    return {"count": len(values), "max": round(max(values, default=0.0), 4),
+            "mean": round(sum(values) / len(values), 4) if values else 0.0,
+            "histogram": {f"{b / bins:.1f}": histogram[b] for b in range(bins)}}

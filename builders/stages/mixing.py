@@ -1,35 +1,60 @@
 """The CPT mix, pure part: text groups combined by ratio of tokens within an optional token budget."""
 from __future__ import annotations
 
+import itertools
 import random
 from collections.abc import Callable
 from fractions import Fraction
 
 
 def mix(groups: dict[str, list[str]], ratio: dict[str, float] | None, token_budget: int | None,
-        count_tokens: Callable[[str], int], seed: int) -> tuple[list[tuple[str, str]], dict]:
+        count_tokens: Callable[[str], int], seed: int, max_repeat: int = 1) -> tuple[list[tuple[str, str]], dict]:
     """A CPT mix of text groups by ratio of TOKENS, within an optional total token budget.
 
     Each group is shuffled (seeded), then whole documents are taken in that order while they fit the group's
-    quota (ratio share of the total). The total is the budget, or less when a group has too few tokens to fill
-    its share: then every quota shrinks so the ratio holds, and the report names that group (`limited_by`).
-    `ratio=None` weighs the groups by their available tokens; groups left out of `ratio` get none.
-    Returns ([(group, text)] in a seeded interleaved order, report)."""
+    quota (ratio share of the total). With a budget, a group too small for its share is repeated — its shuffled
+    documents again, in the same order — up to `max_repeat` passes (data-constrained scaling, Muennighoff et al.
+    2023); only past that is the total less than the budget: every quota shrinks so the ratio holds, and the
+    report names that group (`limited_by`). Without a budget each group is used at most once and the scarcest
+    one bounds the total. `ratio=None` weighs the groups by their available tokens; groups left out of `ratio`
+    get none. Returns ([(group, text)] in a seeded interleaved order, report with per-group `repeats`)."""
     weights = _weights(groups, ratio) if ratio is not None else None  # validated before counting tokens
     if token_budget is not None and token_budget < 0:
         raise ValueError(f"token_budget must be >= 0, got {token_budget}")
+    repeat = _repeat(max_repeat, token_budget)
     names = sorted(groups)
     shuffled = {name: _shuffled(name, groups[name], count_tokens, seed) for name in names}
     available = {name: sum(tokens for _, tokens in shuffled[name]) for name in names}
     weights = weights if weights is not None else _natural_weights(available)
-    total, limited_by = _total(weights, available, token_budget)
+    total, limited_by = _total(weights, available, token_budget, repeat)
     quotas = {name: weights[name] * total for name in names}
-    chosen = {name: _take(shuffled[name], quotas[name]) for name in names}
+    chosen = {name: _take(shuffled[name], quotas[name], repeat) for name in names}
     selected = [(name, text) for name in names for text, _ in chosen[name]]
     random.Random(f"{seed}:mix").shuffle(selected)
-    if limited_by is not None and all(available[name] <= quotas[name] for name in names):
+    if limited_by is not None and all(available[name] * repeat <= quotas[name] for name in names):
         limited_by = None  # every group used in full: nothing was held back
-    return selected, _report(names, weights, shuffled, chosen, quotas, available, token_budget, limited_by, seed)
+    report = _report(names, weights, shuffled, chosen, quotas, available, token_budget, limited_by, seed)
+    return selected, {**report, "max_repeat": max_repeat}
+
+
+def stream_needs(ratio: dict[str, float], available: dict[str, int], streamed: list[str], token_budget: int | None,
+                 max_repeat: int) -> dict[str, Fraction]:
+    """The most tokens each `streamed` group can contribute to the mix, given the other groups' `available`
+    tokens and the budget: its weight times the largest total they allow (a streamed group may stop there)."""
+    weights = _weights(dict.fromkeys([*available, *streamed]), ratio)
+    repeat = _repeat(max_repeat, token_budget)
+    bounds = [available[name] * repeat / weights[name] for name in available if weights[name] > 0]
+    bounds += [Fraction(token_budget)] if token_budget is not None else []
+    if not bounds:
+        raise ValueError("without token_budget, a streamed group needs another group with a weight to bound the mix")
+    return {name: weights[name] * min(bounds) for name in streamed}
+
+
+def _repeat(max_repeat: int, token_budget: int | None) -> int:
+    """Passes allowed over one group: `max_repeat` against a budget, one without."""
+    if isinstance(max_repeat, bool) or not isinstance(max_repeat, int) or max_repeat < 1:
+        raise ValueError(f"max_repeat must be an integer >= 1, got {max_repeat!r}")
+    return max_repeat if token_budget is not None else 1
 
 
 def _natural_weights(available: dict[str, int]) -> dict[str, Fraction]:
@@ -68,9 +93,9 @@ def _shuffled(name: str, texts: list[str], count_tokens: Callable[[str], int], s
 
 
 def _total(weights: dict[str, Fraction], available: dict[str, int],
-           budget: int | None) -> tuple[Fraction, str | None]:
+           budget: int | None, repeat: int) -> tuple[Fraction, str | None]:
     """The mix's total tokens and the group that bounds it (None when the budget does)."""
-    bounds = {name: available[name] / w for name, w in weights.items() if w > 0}
+    bounds = {name: available[name] * repeat / w for name, w in weights.items() if w > 0}
     limited_by = min(sorted(bounds), key=lambda name: bounds[name]) if bounds else None
     total = bounds[limited_by] if limited_by is not None else Fraction(0)
     if budget is not None and budget <= total:
@@ -78,10 +103,10 @@ def _total(weights: dict[str, Fraction], available: dict[str, int],
     return total, limited_by
 
 
-def _take(docs: list[tuple[str, int]], quota: Fraction) -> list[tuple[str, int]]:
-    """Whole documents in order while they fit the quota."""
+def _take(docs: list[tuple[str, int]], quota: Fraction, repeat: int) -> list[tuple[str, int]]:
+    """Whole documents in order, over up to `repeat` passes, while they fit the quota."""
     taken, used = [], 0
-    for text, tokens in docs:
+    for text, tokens in itertools.chain.from_iterable(itertools.repeat(docs, repeat)):
         if used + tokens > quota:
             break
         taken.append((text, tokens))
@@ -96,6 +121,7 @@ def _report(names, weights, shuffled, chosen, quotas, available, budget, limited
         "documents": len(chosen[name]), "tokens": tokens[name], "target_tokens": float(quotas[name]),
         "target_ratio": float(weights[name]), "achieved_ratio": tokens[name] / total if total else 0.0,
         "available_documents": len(shuffled[name]), "available_tokens": available[name],
+        "repeats": -(-len(chosen[name]) // len(shuffled[name])) if shuffled[name] else 0,
     } for name in names}
     return {"groups": per_group, "total_tokens": total, "target_tokens": float(sum(quotas.values())),
             "token_budget": budget, "limited_by": limited_by, "seed": seed}

@@ -16,10 +16,17 @@ from mathforge.builders.stages.tutoring import (
     unfence,
 )
 
+from mathforge.verify.arithmetic import Refused, exact_eval
+from mathforge.verify.equations import (
+    all_equations,
+    canonical_equation,
+    to_python_syntax,
+)
 from mathforge.verify.grader import answer_of
 
 NO_BACK_MARKER, TOO_LONG = "no [back] marker", "too long"
 RETROSPECT_REASONS = (EMPTY, TRUNCATED, REFUSAL, TOO_LONG, NO_BACK_MARKER, MISSING_ANSWER)
+NO_ERROR_BEFORE_BACK = "no error before [back]"  # the stage's check of a parsed solution (error_before_back)
 
 BACK = "[back]"
 
@@ -31,11 +38,15 @@ Problem:
 A correct solution:
 {{ solution }}
 
-Write a new step-by-step solution to the problem, one step per line, that reasons the way a careful solver \
-does: at least once, after a step, go back to an earlier step to re-check it or to fix a mistake found in it, and \
-then continue from there. Mark every such return with the token [back] at the start of the line where you go \
-back, and say which step you revisit and why. The solution must reach the correct answer and end with a final \
-line "#### <number>" that gives the final numeric answer.
+Write a new step-by-step solution to the problem, one step per line, the way a solver who catches their own \
+mistake writes it:
+1. Solve step by step, and in one of the steps make a real, visible calculation mistake: write the calculation \
+out with its wrong result, for example "4*5 = 21".
+2. On the next line write the token [back], say which step you go back to and what is wrong in it, for example \
+"[back] Step 2 is wrong: 4*5 = 20, not 21."
+3. Continue from the corrected step with the right numbers to the correct answer.
+Every calculation other than the one mistake must be right. End with a final line "#### <number>" that gives the \
+final numeric answer.
 
 Reply with the solution only, no other text.
 """
@@ -61,3 +72,26 @@ def parse_retrospective(text: str | None, finish_reason: str | None = None) -> s
     if answer is None:
         return Rejected(MISSING_ANSWER)
     return _BACK_RE.sub(BACK, solution)
+
+
+def proven_wrong(equation: str) -> bool:
+    """The calculator proves the equation wrong: both sides are arithmetic it evaluates, and they differ
+    (an equation it cannot read, `x = 5`, is not a proven error)."""
+    if canonical_equation(equation)[1]:
+        return False
+    return all(_evaluates(side) for side in equation.split("=", 1))
+
+
+def _evaluates(side: str) -> bool:
+    try:
+        exact_eval(to_python_syntax(side))
+    except (Refused, ArithmeticError, ValueError, MemoryError, RecursionError):
+        return False
+    return True
+
+
+def error_before_back(solution: str) -> str | None:
+    """The first equation before the first `[back]` that the calculator proves wrong (the error the solution goes
+    back to fix), or None when the text before it has no such equation."""
+    head = _BACK_RE.split(solution, 1)[0]
+    return next((equation for equation in all_equations(head) if proven_wrong(equation)), None)

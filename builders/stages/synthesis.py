@@ -14,8 +14,9 @@ from mathforge.builders.stages.base import BuildState, MethodRows, Stage
 from mathforge.verify.grader import reference_answer
 
 
-def as_sampling(stage, k: int | None = None, response_format: dict | None = None) -> SampleStage:
-    return SampleStage(type="sample", models=[stage.model], k=k or stage.k, temperature=stage.temperature,
+def as_sampling(stage, k: int | None = None, response_format: dict | None = None, model=None) -> SampleStage:
+    """The stage's settings as a one-model sample stage (`model`: another model than the stage's)."""
+    return SampleStage(type="sample", models=[model or stage.model], k=k or stage.k, temperature=stage.temperature,
                        max_tokens=stage.max_tokens, seed=stage.seed, prompt=Prompt(chat=stage.chat),
                        concurrency=stage.concurrency, response_format=response_format, **stage.request_settings())
 
@@ -43,16 +44,24 @@ class Synthesis(Stage):
     def response_format(self) -> dict | None:
         return None
 
+    def template(self) -> str:
+        """The prompt template per seed problem: the recipe's, else the method's default."""
+        return self.spec.template or self.default_template
+
+    def models(self) -> list[tuple]:
+        """(model spec, recipe key) of every model the stage sends requests to, checked before the first one."""
+        return [(self.spec.model, ("stages", self.index, "model"))]
+
     def check(self, state: BuildState) -> None:
         file, line, dotted = self.where(state, "template")
-        prompts.check_template(self.spec.template or self.default_template, file, dotted, self.seed_fields)
+        prompts.check_template(self.template(), file, dotted, self.seed_fields)
 
     def run(self, state: BuildState) -> None:
         stage, key = self.spec, ("stages", self.index)
         quiet_datatrove()
-        template = stage.template or self.default_template
+        template = self.template()
         sampling = as_sampling(stage, response_format=self.response_format())
-        check_models(sampling, state.recipe, [(stage.model, key + ("model",))])
+        check_models(sampling, state.recipe, self.models())
         problems = state.problems
         docs = [Doc(p.problem_id, p.index, p.problem_id, prompts.render(template, prompts.problem_fields(p)),
                     reference_answer(p.solution, p.answer_kind), p.answer_kind) for p in problems]

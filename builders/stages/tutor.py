@@ -1,6 +1,7 @@
 """The `tutor` stage: a teacher reviews student samples step by step; verified corrections become corpus rows."""
 from __future__ import annotations
 
+import math
 from collections import Counter
 from pathlib import Path
 
@@ -45,29 +46,45 @@ def teacher_stage(stage: TutorStage) -> SampleStage:
 
 
 def attempts(stage: TutorStage, problems: list[Problem], samples: dict[str, list[dict]]) -> list[dict]:
-    """The student attempts to review (first `attempts` per problem) with their steps and the student's pass rate."""
+    """The student attempts to review (`select`ed, in sample order) with their steps, the verifier's verdict and the
+    student's pass rate."""
     chosen = []
     for p in problems:
         rows = samples.get(p.problem_id, [])
         gold = reference_answer(p.solution, p.answer_kind)
-        rate = sum(is_correct(r["text"], gold, p.answer_kind) for r in rows) / len(rows) if rows else None
-        for row in rows[:stage.attempts]:
-            chosen.append({"problem": p, "gold": gold, "row": row, "steps": tutoring.split_steps(row["text"]),
-                           "rate": rate})
+        correct = [is_correct(r["text"], gold, p.answer_kind) for r in rows]
+        rate = sum(correct) / len(rows) if rows else None
+        for i in select(stage, correct):
+            chosen.append({"problem": p, "gold": gold, "row": rows[i], "steps": tutoring.split_steps(rows[i]["text"]),
+                           "rate": rate, "student_correct": correct[i]})
     return chosen
 
 
+def select(stage: TutorStage, correct: list[bool]) -> list[int]:
+    """Indices of the samples to review: the first `attempts` wrong ones (`wrong`), the first `attempts` (`any`),
+    or `wrong_ratio` of them (rounded up) from the first wrong samples and the rest from the first correct ones."""
+    wrong = [i for i, ok in enumerate(correct) if not ok]
+    if stage.select == "any":
+        return list(range(min(stage.attempts, len(correct))))
+    if stage.select == "wrong":
+        return wrong[:stage.attempts]
+    n_wrong = math.ceil(stage.attempts * stage.wrong_ratio - 1e-9)
+    right = [i for i, ok in enumerate(correct) if ok]
+    return sorted(wrong[:n_wrong] + right[:stage.attempts - n_wrong])
+
+
 class Tutor(Stage):
-    """A teacher reviews the first `attempts` samples of an earlier-sampled student per problem; a verified
-    correction (final answer equal to the gold) becomes a `tutor` row."""
+    """A teacher reviews `attempts` selected samples (`select`) of an earlier-sampled student per problem; a
+    correction that does real, calculator-checked work and reaches the gold answer becomes a `tutor` row."""
 
     type = "tutor"
     stats_key = "tutor"
 
     def check(self, state: BuildState) -> None:
         template = self.spec.template or tutoring.TEACHER_PROMPT
-        file, line, dotted = self.where(state, "template")
-        prompts.check_template(template, file, dotted, tutoring.prompt_fields("Q?", ["a", "b"]))
+        file, _line, dotted = self.where(state, "template")
+        fields = tutoring.prompt_fields("Q?", ["a", "b"], "S" if self.spec.reference else None)
+        prompts.check_template(template, file, dotted, fields)
 
     def run(self, state: BuildState) -> None:
         stage, key = self.spec, ("stages", self.index)
@@ -83,7 +100,7 @@ class Tutor(Stage):
         chosen = attempts(stage, state.problems, student_samples(student_paths[stage.student]))
         docs = [Doc(f"{a['problem'].problem_id}:{a['row']['sample_index']}", a["problem"].index,
                     a["problem"].problem_id,
-                    prompts.render(template, tutoring.prompt_fields(a["problem"].question, a["steps"])), a["gold"])
+                    prompts.render(template, teacher_fields(a, stage)), a["gold"])
                 for a in chosen]
         passes = run_docs(self.index, sampling, docs, state.recipe, state.console, kind="tutor",
                           keys=[key + ("teacher",)])
@@ -94,12 +111,19 @@ class Tutor(Stage):
         rows = [corpus_row(r, a, stage) for r, a in zip(records, chosen) if r["fix_accepted"]]
         state.passes.extend(passes)
         state.synthesized.append(MethodRows(self.type, rows, records_path))
-        self.stat_update(state, **tutor_stats(records))
+        self.stat_update(state, select=stage.select, **tutor_stats(records))
 
     def plan(self, state: BuildState) -> list[str]:
         stage = self.spec
-        return [f"tutor: teacher {stage.teacher.label} ({stage.teacher.backend}) reviews {stage.attempts} attempt(s) "
-                f"per problem of {stage.student}: up to {state.count} x {stage.attempts} requests"]
+        return [(f"tutor: teacher {stage.teacher.label} ({stage.teacher.backend}) reviews {stage.attempts} "
+                 f"{stage.select} attempt(s) per problem of {stage.student}: up to {state.count} x "
+                 f"{stage.attempts} requests")]
+
+
+def teacher_fields(attempt: dict, stage: TutorStage) -> dict:
+    problem = attempt["problem"]
+    reference = (problem.solution or "") if stage.reference else None
+    return tutoring.prompt_fields(problem.question, attempt["steps"], reference)
 
 
 def teacher_replies(samples_path: Path) -> dict[str, dict]:
@@ -113,8 +137,7 @@ def teacher_replies(samples_path: Path) -> dict[str, dict]:
 def review(attempt: dict, reply: dict | None, stage: TutorStage) -> dict:
     """Parse the teacher's reply, compose and verify the amplified solution, record every outcome."""
     problem, row, steps = attempt["problem"], attempt["row"], attempt["steps"]
-    kind = problem.answer_kind
-    student_correct = is_correct(row["text"], attempt["gold"], kind)
+    kind, student_correct = problem.answer_kind, attempt["student_correct"]
     record = {"problem_id": problem.problem_id, "idx": problem.index, "student": stage.student,
               "teacher": stage.teacher.label, "sample_index": row["sample_index"], "student_solution": row["text"],
               "n_steps": len(steps), "student_correct": student_correct, "student_pass_rate": attempt["rate"],
@@ -133,23 +156,35 @@ def review(attempt: dict, reply: dict | None, stage: TutorStage) -> dict:
                   teacher_agrees=(parsed.verdict == tutoring.CORRECT) == student_correct)
     if parsed.verdict == tutoring.WRONG:
         amplified = tutoring.compose(steps, parsed)
-        record.update(amplified=amplified, amplified_answer=answer_of(amplified, kind),
-                      fix_accepted=is_correct(amplified, attempt["gold"], kind))
-        if not record["fix_accepted"]:
-            record["status"] = "fix rejected: final answer does not match the gold" if attempt["gold"] \
-                else "fix unverifiable: no gold answer"
+        record.update(amplified=amplified, amplified_answer=answer_of(amplified, kind))
+        record["status"] = fix_status(parsed, student_correct, amplified, attempt["gold"], kind, stage)
+        record["fix_accepted"] = record["status"] == "ok"
         attempt["reply"] = parsed
     return record
 
 
+def fix_status(reply: tutoring.TeacherReply, student_correct: bool, amplified: str, gold: str | None, kind: str,
+               stage: TutorStage) -> str:
+    """`ok`, or why a teacher's fix is not kept: a false critique, an answer-only or miscomputed fix, a wrong or
+    unverifiable final answer (checked in this order)."""
+    if student_correct and not stage.allow_false_critique:
+        return f"rejected: {tutoring.FALSE_CRITIQUE}"
+    problem = tutoring.fix_problem(reply, stage.min_new_steps)
+    if problem:
+        return f"rejected: {problem}"
+    if is_correct(amplified, gold, kind):
+        return "ok"
+    return "fix rejected: final answer does not match the gold" if gold else "fix unverifiable: no gold answer"
+
+
 def corpus_row(record: dict, attempt: dict, stage: TutorStage) -> dict:
     problem = attempt["problem"]
-    exchange = tutoring.exchange_text(problem.question, attempt["steps"], attempt["reply"], record["amplified"])
+    exchange = tutoring.exchange_text(problem.question, attempt["steps"], attempt["reply"])
     return {"problem": problem, "solution": record["amplified"], "final_answer": record["amplified_answer"],
             "model": stage.student, "teacher": stage.teacher.label, "sample_index": record["sample_index"],
             "cpt_text": exchange if stage.output == "exchange" else None,
             "generation": {"teacher_temperature": stage.temperature, "first_wrong_step": record["first_wrong_step"],
-                           "seed": stage.seed}}
+                           "seed": stage.seed, "select": stage.select, "reference_shown": stage.reference}}
 
 
 def tutor_stats(records: list[dict]) -> dict:
@@ -172,6 +207,8 @@ def tutor_stats(records: list[dict]) -> dict:
             "teacher_verifier_agreement": round(sum(r["teacher_agrees"] for r in judged) / len(judged), 4)
             if judged else None,
             "student_correct": sum(r["student_correct"] for r in records),
+            "reviewed_wrong": sum(not r["student_correct"] for r in records),
+            "reviewed_correct": sum(r["student_correct"] for r in records),
             "fixes_proposed": len(wrong), "fixes_accepted": sum(r["fix_accepted"] for r in records),
             "faulty_step": {str(k): v for k, v in sorted(Counter(r["first_wrong_step"] for r in wrong).items())},
             "by_difficulty": by_difficulty}

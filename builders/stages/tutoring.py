@@ -6,6 +6,7 @@ import json
 import re
 from dataclasses import dataclass
 
+from mathforge.verify.equations import all_equations, canonical_equation
 from mathforge.verify.grader import answer_of
 
 MAX_CHARS = 100_000       # a reply is read up to this many characters; the rest is ignored
@@ -18,6 +19,8 @@ BAD_VERDICT, STEP_OUT_OF_RANGE = "bad verdict", "step out of range"
 MISSING_CORRECTION, CORRECTION_WITHOUT_ANSWER = "missing correction", "correction without answer"
 REASONS = (EMPTY, TRUNCATED, REFUSAL, MALFORMED, BAD_VERDICT, STEP_OUT_OF_RANGE, MISSING_CORRECTION,
            CORRECTION_WITHOUT_ANSWER)
+# Checks of a parsed review against the verifier and of the fix itself (tutor stage statuses `rejected: <reason>`).
+FALSE_CRITIQUE, ANSWER_ONLY, CALCULATOR = "false critique", "answer-only fix", "calculator"
 
 CORRECT, WRONG = "correct", "wrong"
 _VERDICTS = {"correct": CORRECT, "right": CORRECT, "wrong": WRONG, "incorrect": WRONG}
@@ -29,15 +32,19 @@ Problem:
 
 Student's solution ({{ n_steps }} numbered steps):
 {{ steps }}
-
+{% if reference is defined and reference %}
+A reference solution, for you only (the student has not seen it; do not mention it):
+{{ reference }}
+{% endif %}
 Check every step in order: the reasoning, every calculation and the final answer.
 - If the whole solution is correct, the verdict is "correct" and first_wrong_step, explanation and correction are null.
 - Otherwise the verdict is "wrong":
   - first_wrong_step is the number (1 to {{ n_steps }}) of the FIRST step that contains an error;
   - explanation says in one or two sentences why that step is wrong;
   - correction is a corrected continuation that REPLACES that step and every step after it. The student's \
-steps before it are kept as they are, so do not repeat them. Write the continuation as plain lines without \
-"Step" numbers, and end it with a final line "#### <number>" that gives the final numeric answer.
+steps before it are kept as they are, so do not repeat them. Redo the work from that step on, one step per \
+line with every calculation written out (a bare final answer is not a correction). Write the continuation as \
+plain lines without "Step" numbers, and end it with a final line "#### <number>" that gives the final numeric answer.
 
 Reply ONLY with a JSON object, no other text:
 {"verdict": "correct" or "wrong", "first_wrong_step": integer or null, "explanation": string or null, \
@@ -145,9 +152,13 @@ def numbered(steps: list[str]) -> str:
     return "\n".join(f"Step {i}: " + step.replace("\n", "\n    ") for i, step in enumerate(steps, 1))
 
 
-def prompt_fields(question: str, steps: list[str]) -> dict:
-    """The fields TEACHER_PROMPT is rendered with (mathforge.builders.prompts.render)."""
-    return {"question": question, "steps": numbered(steps), "n_steps": len(steps)}
+def prompt_fields(question: str, steps: list[str], reference: str | None = None) -> dict:
+    """The fields TEACHER_PROMPT is rendered with (mathforge.builders.prompts.render); `reference` (the gold
+    solution) only when the stage shows it, so a template that uses it without `reference: true` fails its check."""
+    fields = {"question": question, "steps": numbered(steps), "n_steps": len(steps)}
+    if reference is not None:
+        fields["reference"] = reference
+    return fields
 
 
 # ------------------------------------------------------------------------------------ shared parsing
@@ -316,9 +327,41 @@ def _validate(verdict: object, step: int | None, correction: str | None, explana
 
 # -------------------------------------------------------------------------------- the amplified text
 
+_ANSWER_LINE_RE = re.compile(
+    r"(?is)\s*(?:####.*"
+    r"|(?:so|thus|therefore|hence)?[\s,]*(?:the\s+)?(?:final\s+)?answer\s*(?:is|:|=).*"
+    r"|[\s$*(]*\\(?:boxed|fbox)\{.*\}[\s$*).]*"
+    r"|[\s$*]*-?\d[\d,]*(?:\.\d+)?[\s$*.]*)")
+
+
+def continuation(reply: TeacherReply) -> str:
+    """The teacher's correction as it enters the solution: stripped, `Step N:` labels copied from the prompt removed."""
+    return _STEP_LABEL_RE.sub("", (reply.correction or "").strip()).strip()
+
+
+def new_steps(text: str) -> list[str]:
+    """The steps of a continuation that do some work: not a bare final-answer line (`#### 72`, a lone `\\boxed{}`,
+    "The answer is 72", a lone number) and not punctuation only."""
+    return [step for step in split_steps(text)
+            if not _ANSWER_LINE_RE.fullmatch(step) and any(ch.isalnum() for ch in step)]
+
+
+def miscomputed(text: str) -> list[str]:
+    """The equations of a text (annotations and plain ones) whose stated result the calculator does not confirm."""
+    return [equation for equation in all_equations(text) if not canonical_equation(equation)[1]]
+
+
+def fix_problem(reply: TeacherReply, min_new_steps: int = 1) -> str | None:
+    """Why a teacher's fix must not be kept (ANSWER_ONLY, CALCULATOR), or None when it does real, checked work."""
+    fix = continuation(reply)
+    if len(new_steps(fix)) < min_new_steps:
+        return ANSWER_ONLY
+    return CALCULATOR if miscomputed(fix) else None
+
+
 def compose(steps: list[str], reply: TeacherReply) -> str:
     """The amplified solution: the student's steps before the faulty one, verbatim, then the teacher's correction
-    (stripped, with any `Step N:` labels it copied from the prompt removed). A correct verdict keeps the steps."""
+    (the `continuation`). A correct verdict keeps the steps."""
     if reply.verdict == CORRECT:
         return "\n".join(steps)
     step = reply.first_wrong_step
@@ -326,21 +369,22 @@ def compose(steps: list[str], reply: TeacherReply) -> str:
         raise ValueError(f"first_wrong_step {step} is outside the student's steps 1..{len(steps)}")
     if not reply.correction or not reply.correction.strip():
         raise ValueError("a 'wrong' verdict needs a correction")
-    correction = _STEP_LABEL_RE.sub("", reply.correction.strip()).strip()
-    return "\n".join([*steps[: step - 1], correction])
+    return "\n".join([*steps[: step - 1], continuation(reply)])
 
 
-def exchange_text(question: str, steps: list[str], reply: TeacherReply, amplified: str) -> str:
-    """The tutoring exchange as continued-pretraining text: problem, attempt, review, corrected solution."""
-    parts = [f"Problem:\n{question.strip()}", f"Student's attempt:\n{numbered(steps)}"]
+def exchange_text(question: str, steps: list[str], reply: TeacherReply) -> str:
+    """The tutoring exchange as one continued-pretraining document (the paper's form): the problem, the student's
+    attempt up to and including the faulty step, the teacher's identification of the error, then the corrected
+    continuation. The kept steps appear once, in the attempt."""
+    parts = [f"Problem:\n{question.strip()}"]
     if reply.verdict == CORRECT:
-        parts += ["Teacher's review:\nThe solution is correct.", f"Solution:\n{amplified.strip()}"]
+        parts += [f"Student's attempt:\n{numbered(steps)}", "Teacher's review:\nThe solution is correct."]
         return "\n\n".join(parts) + "\n"
     step = reply.first_wrong_step or 0
-    review = f"Step {step} is wrong" + (f": {steps[step - 1]}" if 1 <= step <= len(steps) else ".")
-    if reply.explanation:
-        review += f"\nWhy: {reply.explanation.strip()}"
-    kept = {0: "", 1: "", 2: "Step 1 is kept; "}.get(step, f"Steps 1 to {step - 1} are kept; ")
-    review += f"\n{kept}the solution is corrected from step {step} on."
-    parts += [f"Teacher's review:\n{review}", f"Corrected solution:\n{amplified.strip()}"]
+    review = f"Step {step} is wrong." + (f" {reply.explanation.strip()}" if reply.explanation else "")
+    if step > 1:
+        kept = "Step 1 is right" if step == 2 else f"Steps 1 to {step - 1} are right"
+        review += f"\n{kept}; the solution continues from step {step}."
+    parts += [f"Student's attempt:\n{numbered(steps[:step])}", f"Teacher's review:\n{review}",
+              f"Corrected solution from step {step}:\n{continuation(reply)}"]
     return "\n\n".join(parts) + "\n"
