@@ -3,10 +3,10 @@ from __future__ import annotations
 
 import re
 from collections import Counter
+from functools import lru_cache
 from pathlib import Path
 
 from mathforge.builders.stages.base import BuildState, Stage
-
 from mathforge.errors import InputError
 
 WORD_RE = re.compile(r"[a-z0-9]+")
@@ -25,16 +25,26 @@ def ngrams(text: str, n: int) -> set[tuple[str, ...]]:
 
 
 def load_eval_texts(spec) -> list[str]:
-    """The questions of one evaluation set (local JSONL/Parquet or a Hub dataset)."""
-    from mathforge.builders.sources import load_hub, load_local
-
+    """The questions of one evaluation set (local JSONL/Parquet or a Hub dataset), read once per process: the
+    decontamination step, expand and every mix arm ask for the same sets."""
     if spec.path:
         if not Path(spec.path).is_file():
             raise InputError("evaluation set not found", spec.path, key="decontaminate.eval_sets")
-        problems = load_local(spec.path, spec.name, spec.column, None)
+        stat = Path(spec.path).stat()  # a changed file is read again
+        return list(_eval_texts(spec.name, spec.path, None, None, None, None, spec.column,
+                                (stat.st_mtime_ns, stat.st_size)))
+    return list(_eval_texts(spec.name, None, spec.hub, spec.config, spec.split, spec.revision, spec.column, None))
+
+
+@lru_cache(maxsize=16)
+def _eval_texts(name, path, hub, config, split, revision, column, version) -> tuple[str, ...]:
+    from mathforge.builders.sources import load_hub, load_local
+
+    if path:
+        problems = load_local(path, name, column, None)
     else:
-        problems = load_hub(spec.hub, spec.config, spec.split, spec.revision, spec.column, None)
-    return [p.question for p in problems]
+        problems = load_hub(hub, config, split, revision, column, None)
+    return tuple(p.question for p in problems)
 
 
 def ngram_index(eval_texts: list[str], n: int) -> set[tuple[str, ...]]:
