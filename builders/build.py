@@ -1,15 +1,16 @@
 """A build, top to bottom: recipe -> sources -> the recipe's stages in order -> decontaminate -> publish."""
 from __future__ import annotations
 
+import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from mathforge.builders.recipe import CollectStage, Output, Recipe
+from mathforge.builders.recipe import Executor, Recipe
 from mathforge.builders.sources import Problem, load_sources_split
 from mathforge.builders.stages import BuildState, steps_of
-from mathforge.builders.stages.collect import Collect
-from mathforge.builders.stages.publish import Publish
+from mathforge.builders.stages.collect import default_tasks
+from mathforge.builders.stages.collect_pipeline import make_plan, publish_collect, run_collect_plan
 
 from mathforge.errors import InputError
 
@@ -23,6 +24,7 @@ class BuildResult:
     stats: dict
     seconds: float
     passes: list = field(default_factory=list)  # generation.runner.PassResult per model pass
+    tasks: list = field(default_factory=list)   # collect: seconds, samples and peak RSS per partition
 
 
 def _check_out_dir(out_dir: Path, overwrite: bool) -> None:
@@ -49,13 +51,22 @@ def run_recipe(recipe: Recipe, out_dir: str | Path | None = None, overwrite: boo
 
 def run_collect(problems: list[Problem], sample_paths: list[str], out_dir: str | Path, dedup: str = "paper",
                 include_gold: bool = True, workers: int | None = None, overwrite: bool = False,
-                shard_rows: int = 100_000) -> BuildResult:
-    """`mathforge collect` without a recipe: collect samples against gold problems, write shards + stats.json."""
+                shard_rows: int = 100_000, executor: Executor | None = None, tasks: int | None = None,
+                partitions: int | None = None) -> BuildResult:
+    """`mathforge collect` without a recipe: collect samples against gold problems as datatrove tasks (`tasks`,
+    default: one per core, `workers` at once) over fixed partitions, and write shards + stats.json. The work dir
+    beside OUT_DIR keeps finished partitions, so a killed run resumes; it goes once the output is in place."""
     out_dir = Path(out_dir)
     _check_out_dir(out_dir, overwrite)
-    state = BuildState(None, out_dir, overwrite, workers, problems_by_source=[problems])
     started = time.perf_counter()
-    spec = CollectStage(type="collect", samples=list(sample_paths), dedup=dedup, include_gold=include_gold)
-    for step in (Collect(spec), Publish(Output(shard_rows=shard_rows))):
-        step.run(state)
-    return BuildResult(out_dir, state.shards, state.stats, time.perf_counter() - started)
+    tasks = tasks or workers or default_tasks()
+    plan = make_plan(problems, list(sample_paths), dedup, include_gold, out_dir.parent / f".{out_dir.name}.work",
+                     partitions, shard_rows)
+    outcome = run_collect_plan(plan, executor, tasks, workers, publish_to=(str(out_dir), overwrite))
+    if executor is not None and executor.type == "slurm":
+        return BuildResult(out_dir, [], {}, time.perf_counter() - started)
+    shards = publish_collect(outcome, out_dir, overwrite)
+    shutil.rmtree(plan.work, ignore_errors=True)
+    if not any(Path(plan.work).parent.iterdir()):
+        Path(plan.work).parent.rmdir()
+    return BuildResult(out_dir, shards, outcome.stats, time.perf_counter() - started, tasks=outcome.tasks)

@@ -262,7 +262,9 @@ class CollectStage(Strict):
     samples: list[str] = Field(default_factory=list)  # empty: the samples of the sample stage(s) before it
     dedup: Literal["paper", "canonical"] = "paper"
     include_gold: bool = True
-    workers: int | None = Field(default=None, ge=1)
+    workers: int | None = Field(default=None, ge=1)     # tasks run at once (default: as many as tasks)
+    tasks: int | None = Field(default=None, ge=1)       # datatrove tasks on the recipe's executor (default: cores)
+    partitions: int | None = Field(default=None, ge=1)  # problem ranges, fixed: the output does not depend on tasks
 
 
 Stage = Annotated[Union[SampleStage, TutorStage, DiversifyStage, ExpandStage, RetrospectStage, MixStage,

@@ -10,7 +10,7 @@ import orjson
 from mathforge.builders.sources import Problem
 
 from mathforge.errors import InputError
-from mathforge.tables import read_table
+from mathforge.tables import iter_table
 
 SCREL_FILE_RE = re.compile(r"^raw_generation_(?P<temp>[^_/]+)_(?P<seed>\d+)\.json$")
 TEXT_COLUMNS = ("solution", "completion", "response", "output", "text")
@@ -62,6 +62,43 @@ def discover(path: str | Path) -> SampleSource:
     raise InputError("expected a model directory in the gsm8k-ScRel layout, a .jsonl or a .parquet file", str(path))
 
 
+def seed_file_index(path: str, bounds: list[int], block_size: int = 1 << 24) -> tuple[int, list[int]]:
+    """(line count, byte offset of line `b` for every b in `bounds`) of a seed file, read in 16 MiB blocks; lines
+    as `readlines()` gives them (a trailing newline adds no line); a bound past the last line maps to the size."""
+    wanted, found = sorted(set(bounds)), {}
+    line = position = i = 0
+    last = b"\n"
+    with open(path, "rb") as handle:
+        while block := handle.read(block_size):
+            count = block.count(b"\n")
+            index, seen = -1, 0
+            while i < len(wanted) and wanted[i] <= line + count:
+                while seen < wanted[i] - line:
+                    index = block.index(b"\n", index + 1)
+                    seen += 1
+                found[wanted[i]] = position + index + 1
+                i += 1
+            line += count
+            position += len(block)
+            last = block[-1:]
+    if last != b"\n":
+        line += 1  # a last line without its newline
+    return line, [found.get(b, position) for b in bounds]
+
+
+def read_lines_at(path: str, offset: int, count: int) -> tuple[list[bytes], int]:
+    """Up to `count` lines (without their newline) from byte `offset`, and the offset after them."""
+    lines = []
+    with open(path, "rb") as handle:
+        handle.seek(offset)
+        for _ in range(count):
+            raw = handle.readline()
+            if not raw:
+                break
+            lines.append(raw[:-1] if raw.endswith(b"\n") else raw)
+        return lines, handle.tell()
+
+
 def read_seed_lines(path: str) -> list[bytes]:
     """The lines of a seed file as `readlines()` would give them (a trailing newline adds no line)."""
     with open(path, "rb") as handle:
@@ -98,37 +135,44 @@ class TableSample:
     reasoning: str | None = None  # a reasoning model's trace (the `reasoning` column; tables without it: none)
 
 
-def read_table_samples(source: SampleSource, problems: list[Problem]) -> tuple[list[TableSample], list[tuple[int, str]]]:
-    """Resolve a samples table against the gold problems; rows that cannot be resolved come back as rejects."""
-    rows, numbers = read_table(source.path)
-    if not rows:
-        return [], []
-    columns = set().union(*(row.keys() for row in rows[:100]))
+def check_table(source: SampleSource) -> str:
+    """The solution column of a samples table, from its first 100 rows; a table without one, or without a problem
+    reference, is an InputError naming the file and the missing key (raised before any work starts)."""
+    columns: set = set()
+    for count, (row, _) in enumerate(iter_table(source.path)):
+        columns |= row.keys()
+        if count == 99:
+            break
     text_col = next((c for c in TEXT_COLUMNS if c in columns), None)
-    if text_col is None:
+    if columns and text_col is None:
         raise InputError(f"no solution column: expected one of {', '.join(TEXT_COLUMNS)}", source.path, key="solution")
-    if not columns & {"problem_id", "idx", "question", "query"}:
+    if columns and not columns & {"problem_id", "idx", "question", "query"}:
         raise InputError("no problem reference: expected problem_id, idx, question or query", source.path,
                          key="problem_id")
+    return text_col or TEXT_COLUMNS[0]
+
+
+def iter_table_samples(source: SampleSource, problems: list[Problem], text_col: str | None = None):
+    """The rows of a samples table resolved to gold problems, streamed in file order: a TableSample, or
+    (line, reason) for a row that cannot be resolved."""
+    text_col = text_col or check_table(source)
     by_id = {p.problem_id: p.index for p in problems}
     by_question = {p.question: p.index for p in problems}
-    samples, rejects = [], []
-    for row, number in zip(rows, numbers):
+    for row, number in iter_table(source.path):
         problem = _resolve(row, by_id, by_question, len(problems))
         text = row.get(text_col)
         if problem is None:
-            rejects.append((number, "unknown problem"))
+            yield number, "unknown problem"
         elif not isinstance(text, str):
-            rejects.append((number, f"{text_col} is not a string"))
+            yield number, f"{text_col} is not a string"
         else:
             seed, index, temp = row.get("seed"), row.get("sample_index"), row.get("temperature")
             reasoning = row.get("reasoning")
-            samples.append(TableSample(problem, str(row.get("model") or source.model), text,
-                                       seed if isinstance(seed, int) else None,
-                                       index if isinstance(index, int) else None, number,
-                                       float(temp) if isinstance(temp, (int, float)) else None,
-                                       reasoning if isinstance(reasoning, str) and reasoning else None))
-    return samples, rejects
+            yield TableSample(problem, str(row.get("model") or source.model), text,
+                              seed if isinstance(seed, int) else None,
+                              index if isinstance(index, int) else None, number,
+                              float(temp) if isinstance(temp, (int, float)) else None,
+                              reasoning if isinstance(reasoning, str) and reasoning else None)
 
 
 def _resolve(row: dict, by_id: dict, by_question: dict, n: int) -> int | None:

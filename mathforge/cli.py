@@ -160,19 +160,31 @@ def collect(gold: Path = typer.Option(..., help="Gold JSONL/Parquet (GSM8K quest
             dedup: str = typer.Option("paper", help="paper (reference .v2.farest) or canonical."),
             gold_rows: bool = typer.Option(True, "--gold-rows/--no-gold-rows", help="Write gold solutions first."),
             source_name: Optional[str] = typer.Option(None, help="Source identity for problem ids (default: gold file stem)."),
-            workers: Optional[int] = typer.Option(None, min=1, help="Worker processes (default: all cores)."),
+            workers: Optional[int] = typer.Option(None, min=1, help="Tasks run at once (default: as many as tasks)."),
+            tasks: Optional[int] = typer.Option(None, min=1, help="datatrove tasks (default: one per core)."),
+            executor: str = typer.Option("local", help="datatrove executor: local, ray (127.0.0.1) or slurm."),
+            partitions: Optional[int] = typer.Option(None, min=1, help="Problem ranges, one shard each "
+                                                     "(default: one per 2,000 problems); fixed, so the output does "
+                                                     "not depend on --tasks."),
             overwrite: bool = typer.Option(False, help="Replace an existing output directory.")) -> None:
     """RFT collect for users who already have samples: verify, calculator-check, dedup, union."""
     from mathforge.builders.build import run_collect
+    from mathforge.builders.recipe import Executor
     from mathforge.builders.sources import load_local
 
     try:
         if dedup not in ("paper", "canonical"):
             raise InputError("must be paper or canonical", key="--dedup")
+        if executor not in ("local", "ray", "slurm"):
+            raise InputError("must be local, ray or slurm", key="--executor")
         problems = load_local(gold, source_name)
-        result = run_collect(problems, samples, out, dedup, gold_rows, workers, overwrite)
+        result = run_collect(problems, samples, out, dedup, gold_rows, workers, overwrite,
+                             executor=Executor(type=executor), tasks=tasks, partitions=partitions)
     except Exception as exc:
         _fail(exc)
+    if executor == "slurm":
+        console.print(f"submitted to Slurm: the last job writes {out}")
+        return
     _summary(result.stats, result.out_dir, result.seconds)
 
 

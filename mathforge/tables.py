@@ -10,18 +10,33 @@ from mathforge.errors import InputError
 
 def read_table(path: str | Path) -> tuple[list[dict], list[int]]:
     """Rows of a JSONL or Parquet file with their line numbers (row numbers for Parquet)."""
+    rows, numbers = [], []
+    for row, number in iter_table(path):
+        rows.append(row)
+        numbers.append(number)
+    return rows, numbers
+
+
+def iter_table(path: str | Path, batch_rows: int = 16_384):
+    """(row, line number) of a JSONL or Parquet file, streamed: memory holds one Parquet batch at most."""
     path = Path(path)
     if not path.exists():
         raise InputError("file not found", str(path))
     if path.suffix == ".parquet":
         import pyarrow.parquet as pq
 
+        number = 0
         try:
-            rows = pq.read_table(path).to_pylist()
+            batches = pq.ParquetFile(path).iter_batches(batch_size=batch_rows)
+            for batch in batches:
+                for row in batch.to_pylist():
+                    number += 1
+                    yield row, number
+        except InputError:
+            raise
         except Exception as exc:
             raise InputError(f"unreadable Parquet: {exc}", str(path)) from None
-        return rows, list(range(1, len(rows) + 1))
-    rows, numbers = [], []
+        return
     with path.open("rb") as handle:
         for number, raw in enumerate(handle, 1):
             if not raw.strip():
@@ -32,6 +47,4 @@ def read_table(path: str | Path) -> tuple[list[dict], list[int]]:
                 raise InputError(f"invalid JSON: {exc}", str(path), number) from None
             if not isinstance(row, dict):
                 raise InputError("expected a JSON object", str(path), number)
-            rows.append(row)
-            numbers.append(number)
-    return rows, numbers
+            yield row, number

@@ -321,8 +321,11 @@ def pipeline(mp: ModelPass, tasks: int) -> list:
     return [reader, runner]
 
 
-def make_executor(executor: Executor, steps: list, logging_dir: Path):
+def make_executor(executor: Executor, steps: list, logging_dir: Path, depends=None):
+    """The recipe's datatrove executor over these steps (`depends`: an executor of the same type to run first)."""
     options = dict(executor.options)
+    if depends is not None:
+        options["depends"] = depends
     if executor.type == "local":
         from datatrove.executor import LocalPipelineExecutor
 

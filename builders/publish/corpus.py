@@ -25,10 +25,9 @@ SCHEMA = pa.schema([
 SHARD_ROWS = 100_000
 
 
-def corpus_rows(problems, results, judge, include_gold: bool) -> dict[str, list]:
+def corpus_rows(problems, per_problem, judge, include_gold: bool) -> dict[str, list]:
     """Columns of the corpus: per problem its gold row (unless turned off), then its kept RFT paths."""
     columns: dict[str, list] = {name: [] for name in SCHEMA.names}
-    per_problem = [r for w in results for r in w.problems]
     for problem, result in zip(problems, per_problem):
         reference = judge.gold_answer(problem.index)
         if include_gold:
@@ -81,13 +80,17 @@ def write_shards(table: pa.Table, folder: Path, shard_rows: int = SHARD_ROWS) ->
     paths = []
     for shard in range(count):
         path = folder / f"train-{shard:05d}-of-{count:05d}.parquet"
-        pq.write_table(table.slice(shard * shard_rows, shard_rows), path, compression="zstd",
-                       write_statistics=False, store_schema=True)
+        write_parquet(table.slice(shard * shard_rows, shard_rows), path)
         paths.append(path)
     return paths
 
 
-def write_output(out_dir: str | Path, columns: dict[str, list], stats: dict, overwrite: bool = False,
+def write_parquet(table: pa.Table, path: Path) -> None:
+    """One Parquet file with deterministic bytes: fixed options, no statistics."""
+    pq.write_table(table, path, compression="zstd", write_statistics=False, store_schema=True)
+
+
+def write_output(out_dir: str | Path, columns: dict[str, list] | None, stats: dict, overwrite: bool = False,
                  shard_rows: int = SHARD_ROWS, extra=None) -> list[Path]:
     """Write shards + stats.json (+ whatever `extra(staging)` adds) into a temporary sibling, then move it into
     place: never a half-written OUT_DIR."""
@@ -98,7 +101,8 @@ def write_output(out_dir: str | Path, columns: dict[str, list], stats: dict, ove
     staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
     os.chmod(staging, 0o755)
     try:
-        write_shards(pa.table(columns, schema=SCHEMA), staging / "data", shard_rows)
+        if columns is not None:  # None: `extra` places the shards itself
+            write_shards(pa.table(columns, schema=SCHEMA), staging / "data", shard_rows)
         (staging / "stats.json").write_text(json.dumps(stats, indent=2, sort_keys=True) + "\n")
         if extra is not None:
             extra(staging)

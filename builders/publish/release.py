@@ -18,9 +18,19 @@ from mathforge.builders.publish.manifest import (
 from mathforge.builders.publish.views import SCHEMAS, training_views
 
 
-def canonical_recipe(recipe) -> dict:
-    """The recipe as data, defaults filled in, without where the output goes (placement is not content)."""
-    return recipe.model_dump(mode="json", exclude={"output"})
+EXECUTION = {"output": True, "executor": True}  # where and how a build runs is not what it contains
+STAGE_EXECUTION = ("tasks", "workers")          # a collect stage's tasks / workers: the output does not depend on them
+
+
+def canonical_recipe(recipe, exclude_none: bool = False) -> dict:
+    """The recipe as data, defaults filled in, without where the output goes or how the work is spread (neither
+    changes the content: a build is byte-identical for any number of tasks)."""
+    data = recipe.model_dump(mode="json", exclude=EXECUTION, exclude_none=exclude_none)
+    for stage in data.get("stages", []):
+        if stage.get("type") == "collect":
+            for key in STAGE_EXECUTION:
+                stage.pop(key, None)
+    return data
 
 
 def lineage(recipe, problems_by_source: list[list], passes: list, sample_inputs: list[str]) -> dict:
@@ -61,7 +71,7 @@ def write_release(root: Path, recipe, columns: dict[str, list], stats: dict, lin
     write_plots(root, stats)
     canonical = canonical_recipe(recipe)
     print_ = fingerprint(canonical, lineage_, file_table(root))
-    shown = recipe.model_dump(mode="json", exclude={"output"}, exclude_none=True)
+    shown = canonical_recipe(recipe, exclude_none=True)
     recipe_yaml = yaml.safe_dump(shown, sort_keys=False, allow_unicode=True)
     card = render_card(recipe, recipe_yaml, stats, columns, rows, lineage_, print_, stats["verifier"])
     (root / "README.md").write_text(card)

@@ -7,104 +7,180 @@ from collections import Counter
 AUDIT_MIN_VOTES = 4
 
 
-def build_stats(problems, results, judge, sources, include_gold: bool) -> dict:
-    """The stats.json of a collect run (integers at top level: samples, correct, distinct)."""
-    per_problem = [r for w in results for r in w.problems]
-    reasons = sum((w.reasons for w in results), Counter())
-    model_samples = sum((w.model_samples for w in results), Counter())
-    model_correct = sum((w.model_correct for w in results), Counter())
-    kept_by_model = Counter(k.model for r in per_problem for k in r.kept)
-    only_solver = Counter(next(iter(r.solved_by)) for r in per_problem if len(r.solved_by) == 1)
-    distinct = [len(r.kept) for r in per_problem]
+class PartialStats:
+    """What one partition (or one input file) contributes to stats.json, in a form that adds up: counters and
+    per-problem histograms, never per-sample lists, so merging thousands of partitions stays small."""
+
+    COUNTERS = ("reasons", "model_samples", "model_correct", "kept_by_model", "only_solver", "distinct",
+                "firsts", "pass_rate", "reasoning_chars", "reasoning_tokens")
+    NUMBERS = ("problems", "samples", "correct", "replacements", "levenshtein_calls", "most")
+
+    def __init__(self) -> None:
+        for name in self.COUNTERS:
+            setattr(self, name, Counter())
+        for name in self.NUMBERS:
+            setattr(self, name, 0)
+        self.audit: list[dict] = []
+        self.examples: list[tuple[str, int, str]] = []
+        self.short_files: list[tuple[str, int]] = []
+
+    def reject(self, source: str, line: int, reason: str) -> None:
+        self.reasons[reason] += 1
+        if len(self.examples) < 20:
+            self.examples.append((source, line, reason))
+
+    def add_problem(self, problem, result, judge) -> None:
+        """Fold one collected problem (a collect.ProblemResult) in."""
+        self.problems += 1
+        self.samples += result.samples
+        self.correct += result.correct
+        self.distinct[len(result.kept)] += 1
+        self.kept_by_model.update(k.model for k in result.kept)
+        if len(result.solved_by) == 1:
+            self.only_solver[next(iter(result.solved_by))] += 1
+        self.most = max(self.most, result.samples)
+        if result.first_correct is not None:
+            self.firsts[result.first_correct] += 1
+        self.pass_rate[_pass_rate_label(result)] += 1
+        flagged = audit_problem(problem, result, judge)
+        if flagged is not None and len(self.audit) < 200:
+            self.audit.append(flagged)
+
+    def to_json(self) -> dict:
+        out = {name: {str(k): v for k, v in getattr(self, name).items()} for name in self.COUNTERS}
+        out.update({name: getattr(self, name) for name in self.NUMBERS})
+        out.update(audit=self.audit, examples=self.examples, short_files=self.short_files)
+        return out
+
+    @classmethod
+    def from_json(cls, data: dict) -> "PartialStats":
+        part = cls()
+        for name in cls.COUNTERS:
+            keyed = int if name in ("distinct", "firsts", "reasoning_chars", "reasoning_tokens") else str
+            setattr(part, name, Counter({keyed(k): v for k, v in data[name].items()}))
+        for name in cls.NUMBERS:
+            setattr(part, name, data[name])
+        part.audit = data["audit"]
+        part.examples = [tuple(e) for e in data["examples"]]
+        part.short_files = [tuple(f) for f in data["short_files"]]
+        return part
+
+    def merge(self, other: "PartialStats") -> "PartialStats":
+        for name in self.COUNTERS:
+            getattr(self, name).update(getattr(other, name))
+        for name in self.NUMBERS:
+            if name == "most":
+                self.most = max(self.most, other.most)
+            else:
+                setattr(self, name, getattr(self, name) + getattr(other, name))
+        self.audit = (self.audit + other.audit)[:200]
+        self.examples = (self.examples + other.examples)[:20]
+        self.short_files += other.short_files
+        return self
+
+
+def build_stats(problems, total: PartialStats, judge, sources, include_gold: bool) -> dict:
+    """The stats.json of a collect run (integers at top level: samples, correct, distinct) from the merged
+    partial statistics of every input file and partition."""
     models = [s.model for s in sources if not s.is_table]  # a table's rows name their model
-    for name in model_samples:
+    for name in total.model_samples:
         if name not in models:
             models.append(name)
-    reasoning = reasoning_stats(results)
+    reasoning = reasoning_stats(total)
     return {
         "problems": len(problems),
-        "samples": sum(r.samples for r in per_problem),
-        "correct": sum(r.correct for r in per_problem),
-        "distinct": sum(distinct),
+        "samples": total.samples,
+        "correct": total.correct,
+        "distinct": sum(k * v for k, v in total.distinct.items()),
         "gold_rows": len(problems) if include_gold else 0,
         "gold_unparseable": sum(1 for value in judge.gold if value is None),  # no sample can match these
         "dedup": judge.name,
         "verifier": judge.verifier,
-        "rejected": dict(sorted(reasons.items())),
-        "replacements": sum(w.replacements for w in results),
-        "levenshtein_calls": sum(w.levenshtein_calls for w in results),
-        "distinct_per_problem": {str(k): v for k, v in sorted(Counter(distinct).items())},
-        "pass_at_k": pass_at_k(per_problem),
-        "pass_rate_histogram": pass_rate_histogram(per_problem),
-        "models": {m: {"samples": model_samples[m], "correct": model_correct[m], "kept": kept_by_model[m],
-                       "only_solver": only_solver[m]} for m in models},
-        "gold_audit": gold_audit(problems, per_problem, judge),
+        "rejected": dict(sorted(total.reasons.items())),
+        "replacements": total.replacements,
+        "levenshtein_calls": total.levenshtein_calls,
+        "distinct_per_problem": {str(k): v for k, v in sorted(total.distinct.items())},
+        "pass_at_k": pass_at_k(total.firsts, total.most, len(problems)),
+        "pass_rate_histogram": pass_rate_histogram(total.pass_rate),
+        "models": {m: {"samples": total.model_samples[m], "correct": total.model_correct[m],
+                       "kept": total.kept_by_model[m], "only_solver": total.only_solver[m]} for m in models},
+        "gold_audit": {"count": len(total.audit), "problems": total.audit[:200]},
         "inputs": [{"path": s.path, "model": s.model, "seed_files": len(s.seed_files)} for s in sources],
-        "rejected_examples": [{"source": s, "line": n, "reason": r} for w in results for s, n, r in w.rejected_examples][:20],
-        "short_files": [{"path": p, "lines": n} for w in results for p, n in w.short_files],
+        "rejected_examples": [{"source": s, "line": n, "reason": r} for s, n, r in total.examples][:20],
+        "short_files": [{"path": p, "lines": n} for p, n in total.short_files],
         **({"reasoning": reasoning} if reasoning else {}),
     }
 
 
-def reasoning_stats(results) -> dict | None:
+def reasoning_stats(total: PartialStats) -> dict | None:
     """Samples that came with a reasoning trace and the traces' length in characters and whitespace tokens
     (None when no sample had one)."""
-    lengths = [pair for w in results for pair in w.reasoning_lengths]
-    if not lengths:
+    if not total.reasoning_chars:
         return None
-    return {"samples": len(lengths), "chars": spread([c for c, _ in lengths]),
-            "tokens": spread([t for _, t in lengths])}
+    return {"samples": sum(total.reasoning_chars.values()), "chars": spread(total.reasoning_chars),
+            "tokens": spread(total.reasoning_tokens)}
 
 
-def spread(values: list[int]) -> dict:
-    """mean (one decimal), median, p90 (the value at rank int(0.9 * (n - 1)) in sorted order, as the card's)."""
-    values = sorted(values)
-    return {"mean": round(statistics.fmean(values), 1), "median": statistics.median(values),
-            "p90": values[int(0.9 * (len(values) - 1))]}
+def spread(counts: Counter) -> dict:
+    """mean (one decimal), median, p90 (the value at rank int(0.9 * (n - 1)) in sorted order, as the card's) of
+    values given as value -> how often."""
+    n = sum(counts.values())
+    values = sorted(counts)
+
+    def at(rank: int) -> int:
+        for value in values:
+            rank -= counts[value]
+            if rank < 0:
+                return value
+        raise IndexError(rank)
+
+    median = at(n // 2) if n % 2 else (at(n // 2 - 1) + at(n // 2)) / 2
+    return {"mean": round(statistics.fmean(values, weights=[counts[v] for v in values]), 1), "median": median,
+            "p90": at(int(0.9 * (n - 1)))}
 
 
-def pass_at_k(per_problem) -> dict[str, float]:
-    """Fraction of problems solved within their first k samples (sample order), k = 1, 2, 4, ... and the max."""
-    most = max((r.samples for r in per_problem), default=0)
-    if most == 0:
+def pass_at_k(firsts: Counter, most: int, problems: int) -> dict[str, float]:
+    """Fraction of problems solved within their first k samples (sample order), k = 1, 2, 4, ... and the max;
+    `firsts` counts problems by the position of their first correct sample."""
+    if most == 0 or problems == 0:
         return {}
     ks = sorted({k for k in (1 << i for i in range(most.bit_length())) if k <= most} | {most})
-    firsts = Counter(r.first_correct for r in per_problem if r.first_correct is not None)
     out, solved, previous = {}, 0, 0
     for k in ks:
         solved += sum(firsts[p] for p in range(previous, k))
         previous = k
-        out[str(k)] = round(solved / len(per_problem), 6)
+        out[str(k)] = round(solved / problems, 6)
     return out
 
 
-def pass_rate_histogram(per_problem, bins: int = 10) -> dict[str, int]:
+BINS = 10
+
+
+def _pass_rate_label(result) -> str:
+    if result.samples == 0:
+        return "no samples"
+    b = min(int(result.correct / result.samples * BINS), BINS - 1)
+    return f"{b / BINS:.1f}-{(b + 1) / BINS:.1f}"
+
+
+def pass_rate_histogram(counts: Counter) -> dict[str, int]:
     """Problems by the fraction of their samples that were correct: ten bins [0, .1), ..., [.9, 1]."""
-    counts = Counter()
-    for r in per_problem:
-        if r.samples == 0:
-            counts["no samples"] += 1
-        else:
-            b = min(int(r.correct / r.samples * bins), bins - 1)
-            counts[f"{b / bins:.1f}-{(b + 1) / bins:.1f}"] += 1
-    labels = [f"{b / bins:.1f}-{(b + 1) / bins:.1f}" for b in range(bins)] + ["no samples"]
+    labels = [f"{b / BINS:.1f}-{(b + 1) / BINS:.1f}" for b in range(BINS)] + ["no samples"]
     return {label: counts[label] for label in labels if counts[label] or label != "no samples"}
 
 
-def gold_audit(problems, per_problem, judge) -> dict:
-    """Problems where a clear majority of parseable samples agree on one answer that differs from the gold."""
-    flagged = []
-    for problem, result in zip(problems, per_problem):
-        votes = sum(result.answers.values())
-        if votes < AUDIT_MIN_VOTES:
-            continue
-        answer, count = result.answers.most_common(1)[0]
-        gold = judge.gold[problem.index]
-        if count * 2 > votes and answer != gold and not (gold is not None and _same(answer, gold)):
-            flagged.append({"problem_id": problem.problem_id, "index": problem.index,
-                            "gold": judge.gold_answer(problem.index), "majority": str(answer),
-                            "votes": count, "parseable": votes})
-    return {"count": len(flagged), "problems": flagged[:200]}
+def audit_problem(problem, result, judge) -> dict | None:
+    """The gold audit of one problem: flagged when a clear majority of its parseable samples agree on one answer
+    that differs from the gold."""
+    votes = sum(result.answers.values())
+    if votes < AUDIT_MIN_VOTES:
+        return None
+    answer, count = result.answers.most_common(1)[0]
+    gold = judge.gold[problem.index]
+    if count * 2 > votes and answer != gold and not (gold is not None and _same(answer, gold)):
+        return {"problem_id": problem.problem_id, "index": problem.index, "gold": judge.gold_answer(problem.index),
+                "majority": str(answer), "votes": count, "parseable": votes}
+    return None
 
 
 def _same(answer, gold) -> bool:

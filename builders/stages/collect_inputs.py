@@ -1,0 +1,205 @@
+"""Collect's inputs at scale: seed-file offsets, sample tables bucketed by partition, one partition read back."""
+from __future__ import annotations
+
+import bisect
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import orjson
+
+from mathforge.builders.generation.runner import split_sample
+from mathforge.builders.samples import (
+    SampleSource,
+    TableSample,
+    completion_of,
+    iter_table_samples,
+    read_lines_at,
+    seed_file_index,
+)
+from mathforge.builders.sources import Problem
+from mathforge.builders.stages.collect_stats import PartialStats
+
+BLOCK_PROBLEMS = 256      # problems read from every seed file at once: memory is this x the samples per problem
+BUCKET_FLUSH = 1 << 23    # bytes of bucketed table rows held before they are appended to their partition files
+
+
+@dataclass
+class CollectPlan:
+    """Everything a collect task needs, picklable for datatrove's executors: the problems, the inputs, the
+    partition bounds (contiguous problem ranges, fixed by the plan, not by the number of tasks) and the work dir."""
+
+    problems: list[Problem]
+    sources: list[SampleSource]
+    dedup: str
+    include_gold: bool
+    bounds: list[int]          # partition p holds problems [bounds[p], bounds[p + 1])
+    work: str
+    shard_rows: int
+    block: int = BLOCK_PROBLEMS
+
+    @property
+    def partitions(self) -> int:
+        return len(self.bounds) - 1
+
+    def units(self) -> list[tuple[int, int]]:
+        """(source number, file number) of every input file: each seed file of a model directory, each table."""
+        return [(s, f) for s, source in enumerate(self.sources)
+                for f in range(len(source.seed_files) if not source.is_table else 1)]
+
+    def path(self, *parts: str) -> Path:
+        return Path(self.work, *parts)
+
+    def unit_done(self, unit: tuple[int, int]) -> Path:
+        return self.path("index", f"s{unit[0]:05d}-f{unit[1]:06d}.json")
+
+    def bucket(self, partition: int, source: int) -> Path:
+        return self.path("buckets", f"p{partition:05d}", f"s{source:05d}.jsonl")
+
+    def part_done(self, partition: int) -> Path:
+        return self.path("parts", f"p{partition:05d}.json")
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One sample of one problem, in the problem's sample order; `text` None: the input line was unreadable and
+    `reasoning` holds why."""
+
+    model: str
+    text: str | None
+    seed: int | None
+    temperature: float | None
+    source: str
+    line: int
+    reasoning: str | None = None
+
+
+def partition_bounds(problems: int, partitions: int) -> list[int]:
+    """Contiguous, near-equal problem ranges: partition p holds [n * p // P, n * (p + 1) // P)."""
+    partitions = max(1, min(partitions, problems or 1))
+    return [problems * p // partitions for p in range(partitions + 1)]
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    """Write a whole file or nothing: a temporary sibling, then a rename."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+
+
+def index_unit(plan: CollectPlan, unit: tuple[int, int]) -> None:
+    """Index one input file: a seed file's line count and the byte offset of every partition bound; a table's
+    rows bucketed into per-partition files (each problem's rows meet in its partition wherever they came from).
+    The index file is written last: its presence marks the unit done, so a killed task redoes only its own."""
+    source_no, file_no = unit
+    source = plan.sources[source_no]
+    stats = PartialStats()
+    if not source.is_table:
+        seed_file = source.seed_files[file_no]
+        lines, offsets = seed_file_index(seed_file.path, plan.bounds)
+        if lines < len(plan.problems):
+            stats.short_files.append((seed_file.path, lines))
+        record = {"lines": lines, "offsets": offsets}
+    else:
+        record = {"rows": _bucket_table(plan, source_no, source, stats)}
+    record["stats"] = stats.to_json()
+    write_atomic(plan.unit_done(unit), json.dumps(record).encode())
+
+
+def _bucket_table(plan: CollectPlan, source_no: int, source: SampleSource, stats: PartialStats) -> int:
+    bounds = plan.bounds
+    buffers: dict[int, list[bytes]] = {}
+    started: set[int] = set()
+    held = rows = 0
+
+    def flush() -> None:
+        for partition, chunks in buffers.items():
+            path = plan.bucket(partition, source_no)
+            tmp = path.with_name(f".{path.name}.tmp")
+            if partition not in started:  # a previous, killed attempt's rows are discarded
+                path.parent.mkdir(parents=True, exist_ok=True)
+                tmp.write_bytes(b"")
+                started.add(partition)
+            with open(tmp, "ab") as handle:
+                handle.write(b"".join(chunks))
+        buffers.clear()
+
+    for item in iter_table_samples(source, plan.problems):
+        if not isinstance(item, TableSample):
+            stats.reject(source.path, *item)
+            continue
+        rows += 1
+        partition = bisect.bisect_right(bounds, item.problem) - 1
+        record = orjson.dumps([item.problem, item.line, item.model, item.text, item.seed, item.temperature,
+                               item.reasoning]) + b"\n"
+        buffers.setdefault(partition, []).append(record)
+        held += len(record)
+        if held >= BUCKET_FLUSH:
+            flush()
+            held = 0
+    flush()
+    for partition in range(plan.partitions):  # every partition gets its file, empty or not
+        path = plan.bucket(partition, source_no)
+        tmp = path.with_name(f".{path.name}.tmp")
+        if partition not in started:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp.write_bytes(b"")
+        os.replace(tmp, path)
+    return rows
+
+
+def partition_samples(plan: CollectPlan, partition: int):
+    """(problem index, its samples in sample order) for every problem of one partition, read BLOCK problems at a
+    time: sources in the order given, seed files in seed order, table rows in file order."""
+    lo, hi = plan.bounds[partition], plan.bounds[partition + 1]
+    n = len(plan.problems)
+    seed_files, tables = [], {}
+    for source_no, source in enumerate(plan.sources):
+        if source.is_table:
+            tables[source_no] = _read_bucket(plan.bucket(partition, source_no))
+            continue
+        for file_no, seed_file in enumerate(source.seed_files):
+            record = json.loads(plan.unit_done((source_no, file_no)).read_text())
+            seed_files.append([source_no, seed_file, source.model, record["lines"], record["offsets"][partition]])
+    for start in range(lo, hi, plan.block):
+        stop = min(hi, start + plan.block)
+        per = [[] for _ in range(stop - start)]
+        for source_no, source in enumerate(plan.sources):
+            if source_no in tables:
+                rows = tables[source_no]
+                for index in range(start, stop):
+                    for row in rows.pop(index, ()):
+                        reasoning, text = (row[6], row[3]) if row[6] is not None else split_sample(row[3], None)
+                        per[index - start].append(Sample(row[2], text, row[4], row[5], source.path, row[1],
+                                                         reasoning))
+                continue
+            for entry in seed_files:
+                if entry[0] != source_no:
+                    continue
+                _, seed_file, model, lines, offset = entry
+                count = min(stop, lines, n) - start
+                if count <= 0:
+                    continue
+                raws, entry[4] = read_lines_at(seed_file.path, offset, count)
+                for j, raw in enumerate(raws):
+                    try:
+                        sample = Sample(model, completion_of(raw), seed_file.seed, seed_file.temperature,
+                                        seed_file.path, start + j + 1)
+                    except Exception as exc:  # hostile or broken line: rejected with its reason, never a crash
+                        sample = Sample(model, None, seed_file.seed, seed_file.temperature, seed_file.path,
+                                        start + j + 1, f"unreadable: {type(exc).__name__}")
+                    per[j].append(sample)
+        for j, samples in enumerate(per):
+            yield start + j, samples
+
+
+def _read_bucket(path: Path) -> dict[int, list]:
+    """problem index -> its bucketed table rows, in file order."""
+    rows: dict[int, list] = {}
+    with open(path, "rb") as handle:
+        for raw in handle:
+            row = orjson.loads(raw)
+            rows.setdefault(row[0], []).append(row)
+    return rows

@@ -1,0 +1,236 @@
+"""Collect as datatrove pipeline steps (index inputs, collect partitions, merge) on a local, Ray or Slurm executor."""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+from datatrove.pipeline.base import PipelineStep
+
+from mathforge.builders.publish.manifest import problems_digest
+from mathforge.builders.recipe import Executor
+from mathforge.builders.samples import check_table, discover
+from mathforge.builders.stages.collect import collect_partition
+from mathforge.builders.stages.collect_inputs import CollectPlan, index_unit, partition_bounds, write_atomic
+from mathforge.builders.stages.collect_stats import PartialStats, build_stats
+from mathforge.errors import InputError
+from mathforge.verify.judges import JUDGES
+
+PROBLEMS_PER_PARTITION = 2_000
+FORMAT = 1  # bump when the work files change meaning: an old work dir is then never reused
+
+
+def make_plan(problems, sample_paths: list[str], dedup: str, include_gold: bool, work_root: str | Path,
+              partitions: int | None = None, shard_rows: int = 100_000) -> CollectPlan:
+    """Recognise the inputs (tables are checked for their columns here, before any task starts) and fix the
+    partitions: `partitions` or one per 2,000 problems. The work dir is named by everything that determines the
+    result, so a rerun with the same inputs resumes and a changed input starts afresh."""
+    sources = [discover(path) for path in sample_paths]
+    for source in sources:
+        if source.is_table:
+            check_table(source)
+    count = partitions or max(1, -(-len(problems) // PROBLEMS_PER_PARTITION))
+    bounds = partition_bounds(len(problems), count)
+    key = {"format": FORMAT, "problems": problems_digest(problems), "dedup": dedup, "gold": include_gold,
+           "bounds": bounds, "shard_rows": shard_rows,
+           "inputs": [[f.path, *_stamp(f.path)] for s in sources for f in (s.seed_files or [s])]}
+    digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
+    work = Path(work_root) / f"collect-{digest}"
+    return CollectPlan(problems, sources, dedup, include_gold, bounds, str(work), shard_rows)
+
+
+def _stamp(path: str) -> tuple[int, int]:
+    stat = os.stat(path)
+    return stat.st_size, stat.st_mtime_ns
+
+
+class IndexInputs(PipelineStep):
+    """Task `rank` indexes input files rank, rank + tasks, ...: seed-file offsets, table rows into buckets."""
+
+    name = "📇 index sample inputs"
+    type = "🧮 collect"
+
+    def __init__(self, plan: CollectPlan):
+        super().__init__()
+        self.plan = plan
+
+    def run(self, data=None, rank: int = 0, world_size: int = 1):
+        for number, unit in enumerate(self.plan.units()):
+            if number % world_size != rank or self.plan.unit_done(unit).exists():
+                continue
+            with _reported(self.plan, f"unit-{number}"):
+                index_unit(self.plan, unit)
+            self.stat_update("input_files")
+        return data
+
+
+class CollectPartitions(PipelineStep):
+    """Task `rank` collects partitions rank, rank + tasks, ...: verify, calculator check, dedup, corpus rows."""
+
+    name = "✅ verify + dedup partitions"
+    type = "🧮 collect"
+
+    def __init__(self, plan: CollectPlan):
+        super().__init__()
+        self.plan = plan
+
+    def run(self, data=None, rank: int = 0, world_size: int = 1):
+        judge = None
+        for partition in range(rank, self.plan.partitions, world_size):
+            if self.plan.part_done(partition).exists():
+                continue
+            judge = judge or JUDGES[self.plan.dedup](self.plan.problems)
+            with _reported(self.plan, f"partition-{partition}"):
+                task = collect_partition(self.plan, partition, judge)
+            self.stat_update("partitions")
+            self.stat_update("samples", value=task["samples"])
+        return data
+
+
+class _reported:
+    """An InputError inside a task is written to `errors/` (datatrove only logs a task's exception), so the
+    driver can raise it with its file, line and key."""
+
+    def __init__(self, plan: CollectPlan, name: str):
+        self.plan, self.name = plan, name
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, kind, exc, tb):
+        if isinstance(exc, InputError):
+            write_atomic(self.plan.path("errors", f"{self.name}.json"), json.dumps(
+                {"message": exc.message, "file": exc.file, "line": exc.line, "key": exc.key}).encode())
+        return False
+
+
+@dataclass
+class CollectOutcome:
+    """A finished collect: its merged stats.json content, the partition files in order, per-task figures."""
+
+    plan: CollectPlan
+    stats: dict
+    files: list[Path]
+    judge: object
+    tasks: list[dict] = field(default_factory=list)
+
+    def clean(self) -> None:
+        """Remove the work dir (after the build that used it is in place)."""
+        shutil.rmtree(self.plan.work, ignore_errors=True)
+
+
+def run_collect_plan(plan: CollectPlan, executor: Executor | None = None, tasks: int = 1,
+                     workers: int | None = None, publish_to: tuple[str, bool] | None = None) -> CollectOutcome:
+    """Run (or resume) both steps on the executor, then merge. `tasks` datatrove tasks share the input files and
+    the partitions; the result does not depend on `tasks` (partitions are fixed by the plan)."""
+    from mathforge.builders.generation.runner import make_executor, quiet_datatrove
+
+    executor = executor or Executor()
+    quiet_datatrove()
+    logs = plan.path("logs")
+    index_tasks = max(1, min(tasks, len(plan.units())))
+    collect_tasks = max(1, min(tasks, plan.partitions))
+    options = dict(executor.options)
+    if executor.type == "local":
+        options.setdefault("start_method", "fork")  # the plan is already in memory: no re-import per task
+    first = executor.model_copy(update={"tasks": index_tasks, "workers": min(workers or index_tasks, index_tasks),
+                                        "options": options})
+    second = executor.model_copy(update={"tasks": collect_tasks,
+                                         "workers": min(workers or collect_tasks, collect_tasks), "options": options})
+    index = make_executor(first, [IndexInputs(plan)], logs / f"index-{index_tasks}")
+    if executor.type == "slurm":  # three chained jobs; the last one merges and publishes to `publish_to`
+        if publish_to is None:
+            raise InputError("a recipe build collects on a local or ray executor; use `mathforge collect "
+                             "--executor slurm` to collect on Slurm", key="executor.type")
+        collect = make_executor(second, [CollectPartitions(plan)], logs / f"collect-{collect_tasks}", depends=index)
+        last = executor.model_copy(update={"tasks": 1, "workers": 1, "options": options})
+        make_executor(last, [FinishCollect(plan, *publish_to)], logs / "merge", depends=collect).run()
+        return CollectOutcome(plan, {}, [], None)
+    _run(index, plan)
+    _run(make_executor(second, [CollectPartitions(plan)], logs / f"collect-{collect_tasks}"), plan)
+    return merge(plan)
+
+
+def _run(executor, plan: CollectPlan) -> None:
+    try:
+        executor.run()
+    except Exception:
+        _raise_input_errors(plan)
+        raise
+    _raise_input_errors(plan)
+
+
+def _raise_input_errors(plan: CollectPlan) -> None:
+    for path in sorted(plan.path("errors").glob("*.json")) if plan.path("errors").exists() else []:
+        error = json.loads(path.read_text())
+        path.unlink()  # a rerun after the input is fixed starts clean
+        raise InputError(error["message"], error["file"], error["line"], error["key"])
+
+
+def merge(plan: CollectPlan) -> CollectOutcome:
+    """Every unit's and partition's statistics into one stats.json body, and the partition files in order."""
+    total, files, tasks = PartialStats(), [], []
+    for unit in plan.units():
+        if not plan.unit_done(unit).exists():
+            raise RuntimeError(f"collect: input {unit} was not indexed (see {plan.path('logs')})")
+        total.merge(PartialStats.from_json(json.loads(plan.unit_done(unit).read_text())["stats"]))
+    for partition in range(plan.partitions):
+        done = plan.part_done(partition)
+        if not done.exists():
+            raise RuntimeError(f"collect: partition {partition} did not finish (see {plan.path('logs')})")
+        record = json.loads(done.read_text())
+        total.merge(PartialStats.from_json(record["stats"]))
+        files += [plan.path("parts", name) for name in record["files"]]
+        tasks.append(record["task"])
+    judge = JUDGES[plan.dedup](plan.problems)
+    stats = build_stats(plan.problems, total, judge, plan.sources, plan.include_gold)
+    return CollectOutcome(plan, stats, files, judge, tasks)
+
+
+def publish_collect(outcome: CollectOutcome, out_dir: str | Path, overwrite: bool) -> list[Path]:
+    """`mathforge collect`'s output: the partition files as `data/train-i-of-N.parquet` (hard links, so the work
+    dir stays whole until the build is in place) and stats.json, moved into place at once; then the work dir goes."""
+    from mathforge.builders.publish.corpus import write_output
+
+    def place(staging: Path) -> None:
+        data = staging / "data"
+        data.mkdir(exist_ok=True)
+        for number, path in enumerate(outcome.files):
+            target = data / f"train-{number:05d}-of-{len(outcome.files):05d}.parquet"
+            try:
+                os.link(path, target)
+            except OSError:
+                shutil.copyfile(path, target)
+
+    shards = write_output(out_dir, None, outcome.stats, overwrite, extra=place)
+    outcome.clean()
+    return shards
+
+
+class FinishCollect(PipelineStep):
+    """The last Slurm job of `mathforge collect --executor slurm`: merge and publish."""
+
+    name = "📦 merge + publish"
+    type = "🧮 collect"
+
+    def __init__(self, plan: CollectPlan, out_dir: str, overwrite: bool):
+        super().__init__()
+        self.plan, self.out_dir, self.overwrite = plan, out_dir, overwrite
+
+    def run(self, data=None, rank: int = 0, world_size: int = 1):
+        publish_collect(merge(self.plan), self.out_dir, self.overwrite)
+        return data
+
+
+def read_parts(plan: CollectPlan, files: list[Path]) -> dict[str, list]:
+    """The collected rows as columns (a recipe build's later stages work on them in memory)."""
+    from mathforge.builders.publish.corpus import SCHEMA
+
+    if not files:
+        return {name: [] for name in SCHEMA.names}
+    return pa.concat_tables([pq.read_table(path, schema=SCHEMA) for path in files]).to_pydict()

@@ -1,0 +1,203 @@
+"""Collect at scale: any number of tasks gives the same kept set and bytes, Ray, resume after kill -9, bounded memory."""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import orjson
+import pyarrow.parquet as pq
+import pytest
+from conftest import CLI, run
+from mathforge.builders.build import run_collect
+from mathforge.builders.recipe import Executor
+from mathforge.builders.samples import read_lines_at, read_seed_lines, seed_file_index
+from mathforge.builders.sources import load_local
+from mathforge.testing import synthetic
+from reference import reference_collect
+
+
+def _rows(out: Path) -> list[dict]:
+    return [row for shard in sorted((out / "data").glob("*.parquet")) for row in pq.read_table(shard).to_pylist()]
+
+
+def _digests(out: Path) -> dict[str, str]:
+    return {p.relative_to(out).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(out.rglob("*")) if p.is_file()}
+
+
+def _kept(rows: list[dict]) -> dict[str, list[str]]:
+    kept: dict[str, list[str]] = {}
+    for row in rows:
+        if row["method"] == "rft":
+            kept.setdefault(row["problem_id"], []).append(row["solution"])
+    return kept
+
+
+@pytest.mark.parametrize("tasks", [1, 2, 5])
+def test_any_number_of_tasks_keeps_the_reference_set_in_order(screl, tasks):
+    """7 partitions over 30 problems, spread over 1, 2 or 5 tasks: the reference transcription's kept paths, in its
+    order, for every problem."""
+    problems = load_local(screl["gold"])
+    out = screl["tmp"] / f"out{tasks}"
+    result = run_collect(problems, screl["models"], out, "paper", tasks=tasks, partitions=7, include_gold=False)
+    expected = reference_collect([json.loads(line) for line in open(screl["gold"])], screl["models"])
+    kept = _kept(_rows(out))
+    assert all(kept.get(p.problem_id, []) == expected[p.index] for p in problems)
+    assert result.stats["distinct"] == sum(map(len, expected.values())) > 30
+    assert len(result.tasks) == 7 and sum(t["samples"] for t in result.tasks) == result.stats["samples"] == 1080
+    assert len(list((out / "data").glob("*.parquet"))) == 7
+    assert not list(screl["tmp"].glob(".out*.work"))  # the work dir goes once the output is in place
+
+
+def test_shards_and_stats_are_byte_identical_for_any_number_of_tasks(screl):
+    problems = load_local(screl["gold"])
+    table = screl["tmp"] / "table.jsonl"  # a samples table too: its rows meet their problems through buckets
+    with open(table, "wb") as handle:
+        for i, row in enumerate(screl["rows"]):
+            for j in range(3):
+                text = synthetic.paraphrase(row["answer"], __import__("random").Random(i * 10 + j))
+                handle.write(orjson.dumps({"idx": i, "model": "tabular", "solution": text}) + b"\n")
+    digests = []
+    for tasks in (1, 2, 8):
+        out = screl["tmp"] / f"o{tasks}"
+        run_collect(problems, [*screl["models"], str(table)], out, "canonical", tasks=tasks, partitions=8,
+                    shard_rows=5)
+        digests.append(_digests(out))
+    assert digests[0] == digests[1] == digests[2]
+    assert sum(name.startswith("data/") for name in digests[0]) > 8  # partitions split at shard_rows
+
+
+RECIPE = """name: scale
+version: 1.0.0
+sources:
+  - name: synthetic
+    path: {gold}
+stages:
+  - type: collect
+    samples: [{models}]
+    dedup: paper
+    partitions: 6
+    tasks: {tasks}
+output:
+  dir: {out}
+  work_dir: {work}
+"""
+
+
+def test_recipe_build_fingerprint_is_the_same_for_any_number_of_tasks(screl):
+    prints, files = [], []
+    for tasks in (1, 2, 8):
+        out = screl["tmp"] / f"build{tasks}"
+        recipe = screl["tmp"] / f"r{tasks}.yaml"
+        recipe.write_text(RECIPE.format(gold=screl["gold"], models=", ".join(screl["models"]), tasks=tasks, out=out,
+                                        work=screl["tmp"] / f"work{tasks}"))
+        result = run("build", recipe)
+        assert result.returncode == 0, result.stderr
+        manifest = json.loads((out / "manifest.json").read_text())
+        prints.append(manifest["fingerprint"])
+        files.append({k: v for k, v in _digests(out).items() if k != "manifest.json"})
+    assert prints[0] == prints[1] == prints[2]
+    assert files[0] == files[1] == files[2]
+
+
+def test_ray_executor_with_three_tasks_matches_local(screl):
+    pytest.importorskip("ray")
+    problems = load_local(screl["gold"])
+    local = run_collect(problems, screl["models"], screl["tmp"] / "local", "paper", tasks=1, partitions=5)
+    ray = run_collect(problems, screl["models"], screl["tmp"] / "ray", "paper", executor=Executor(type="ray"),
+                      tasks=3, partitions=5)
+    assert _digests(screl["tmp"] / "local") == _digests(screl["tmp"] / "ray")
+    assert ray.stats == local.stats and len(ray.tasks) == 5
+
+
+def _big_input(tmp: Path, problems: int, models: int = 2, seeds: int = 6) -> tuple[Path, list[Path]]:
+    tmp.mkdir(parents=True, exist_ok=True)
+    rows = synthetic.problems(problems, seed=3)
+    gold = tmp / "gold.jsonl"
+    synthetic.write_gold(rows, gold)
+    dirs = []
+    for m in range(models):
+        synthetic.write_model_dir(rows, tmp / f"model{m}", m, seeds=seeds)
+        dirs.append(tmp / f"model{m}")
+    return gold, dirs
+
+
+def test_kill_9_during_collect_then_rerun_loses_and_duplicates_nothing(tmp_path):
+    gold, dirs = _big_input(tmp_path, 3000)
+    args = ["collect", "--gold", gold, *[a for d in dirs for a in ("--samples", d)], "--dedup", "canonical",
+            "--tasks", "1", "--partitions", "30"]
+    clean = run(*args, "--out", tmp_path / "clean", timeout=600)
+    assert clean.returncode == 0, clean.stderr
+    out = tmp_path / "killed"
+    work = tmp_path / ".killed.work"
+    process = subprocess.Popen([*CLI, *map(str, args), "--out", str(out)], start_new_session=True,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 300
+    while time.time() < deadline and len(list(work.glob("*/parts/p*.json"))) < 3:
+        time.sleep(0.05)
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+    finished = len(list(work.glob("*/parts/p*.json")))
+    assert 3 <= finished < 30, "the kill must land mid-collect"
+    assert not out.exists()  # nothing half-written where the output goes
+    rerun = run(*args, "--out", out, timeout=600)
+    assert rerun.returncode == 0, rerun.stderr
+    assert _digests(out) == _digests(tmp_path / "clean")
+    rows = _rows(out)
+    assert len(rows) == len({(r["problem_id"], r["method"], r["solution"]) for r in rows})
+
+
+PEAK = """
+import os, sys
+from mathforge.cli import main
+sys.argv = ["mathforge"] + sys.argv[1:]
+try:
+    main()
+finally:
+    import resource
+    print("PEAK", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, file=sys.stderr)
+"""
+
+
+def _peak_kb(tmp: Path, problems: int) -> tuple[int, dict]:
+    gold, dirs = _big_input(tmp, problems, models=2, seeds=8)
+    out = tmp / "out"
+    # one task in this process, partitions of 250 problems: memory follows the partition, not the input
+    result = subprocess.run([sys.executable, "-c", PEAK, "collect", "--gold", str(gold),
+                             *[a for d in dirs for a in ("--samples", str(d))], "--out", str(out), "--tasks", "1",
+                             "--partitions", str(problems // 250), "--dedup", "canonical"],
+                            capture_output=True, text=True, timeout=900)
+    assert result.returncode == 0, result.stderr
+    peak = int(result.stderr.rsplit("PEAK", 1)[1].split()[0])
+    return peak, json.loads((out / "stats.json").read_text())
+
+
+def test_peak_memory_does_not_grow_with_the_input(tmp_path):
+    """An input 8x larger (8x the problems, same samples per problem) stays within 1.3x the peak RSS."""
+    small, small_stats = _peak_kb(tmp_path / "small", 1500)
+    large, large_stats = _peak_kb(tmp_path / "large", 12000)
+    assert large_stats["samples"] == 8 * small_stats["samples"] == 8 * 1500 * 16
+    assert large <= 1.3 * small, (small, large)
+
+
+def test_seed_file_index_finds_line_offsets_at_any_block_size(tmp_path):
+    """Offsets of partition bounds, checked against a plain split of the file, for blocks of 1 byte and up."""
+    import random
+
+    for trial in range(60):
+        rng = random.Random(trial)
+        lines = [bytes(rng.choice(b"ab\xc3") for _ in range(rng.randint(0, 5))) for _ in range(rng.randint(0, 25))]
+        path = tmp_path / f"f{trial}"
+        path.write_bytes(b"\n".join(lines) + (b"\n" if rng.random() < 0.7 else b""))
+        expected = read_seed_lines(str(path))
+        bounds = sorted(rng.randint(0, 30) for _ in range(4))
+        count, offsets = seed_file_index(str(path), bounds, rng.choice([1, 2, 3, 7, 1 << 20]))
+        assert count == len(expected)
+        for bound, offset in zip(bounds, offsets):
+            assert read_lines_at(str(path), offset, 3)[0] == expected[bound:bound + 3]
