@@ -18,8 +18,9 @@ from mathforge.builders.build import run_collect
 from mathforge.builders.recipe import Executor
 from mathforge.builders.samples import read_lines_at, read_seed_lines, seed_file_index
 from mathforge.builders.sources import load_local
-from mathforge.testing import synthetic
 from reference import reference_collect
+
+from mathforge.testing import synthetic
 
 
 def _rows(out: Path) -> list[dict]:

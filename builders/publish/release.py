@@ -17,7 +17,6 @@ from mathforge.builders.publish.manifest import (
 )
 from mathforge.builders.publish.views import SCHEMAS, training_views
 
-
 EXECUTION = {"output": True, "executor": True}  # where and how a build runs is not what it contains
 STAGE_EXECUTION = ("tasks", "workers")          # a collect stage's tasks / workers: the output does not depend on them
 

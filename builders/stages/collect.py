@@ -9,11 +9,11 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 import pyarrow as pa
-
 from mathforge.builders.publish.corpus import SCHEMA, append_method_rows, corpus_rows, write_parquet
 from mathforge.builders.stages.base import BuildState, Stage
 from mathforge.builders.stages.collect_inputs import CollectPlan, partition_samples, write_atomic
 from mathforge.builders.stages.collect_stats import PartialStats
+
 from mathforge.verify.dedup import DUPLICATE, REPLACED, FarthestSet
 from mathforge.verify.judges import OK, UNPARSEABLE, WRONG
 
@@ -139,7 +139,7 @@ class Collect(Stage):
     type = "collect"
 
     def run(self, state: BuildState) -> None:
-        from mathforge.builders.stages.collect_pipeline import read_parts, run_collect_plan, make_plan
+        from mathforge.builders.stages.collect_pipeline import make_plan, read_parts, run_collect_plan
 
         spec, recipe = self.spec, state.recipe
         executor = recipe.executor

@@ -8,7 +8,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import orjson
-
 from mathforge.builders.generation.runner import split_sample
 from mathforge.builders.samples import (
     SampleSource,

@@ -11,13 +11,13 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 from datatrove.pipeline.base import PipelineStep
-
 from mathforge.builders.publish.manifest import problems_digest
 from mathforge.builders.recipe import Executor
 from mathforge.builders.samples import check_table, discover
 from mathforge.builders.stages.collect import collect_partition
 from mathforge.builders.stages.collect_inputs import CollectPlan, index_unit, partition_bounds, write_atomic
 from mathforge.builders.stages.collect_stats import PartialStats, build_stats
+
 from mathforge.errors import InputError
 from mathforge.verify.judges import JUDGES
 

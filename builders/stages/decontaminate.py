@@ -7,6 +7,7 @@ from functools import lru_cache
 from pathlib import Path
 
 from mathforge.builders.stages.base import BuildState, Stage
+
 from mathforge.errors import InputError
 
 WORD_RE = re.compile(r"[a-z0-9]+")
