@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import statistics
+from collections import Counter
 from pathlib import Path
 
 import yaml
@@ -69,17 +70,43 @@ def write_plots(root: Path, stats: dict) -> list[str]:
     return written
 
 
-def length_stats(columns: dict[str, list]) -> dict[str, dict]:
-    by_method: dict[str, list[int]] = {}
-    for method, solution in zip(columns["method"], columns["solution"]):
-        by_method.setdefault(method, []).append(len(solution.split()))
-    out = {}
-    for method, words in sorted(by_method.items()):
-        words.sort()
-        out[method] = {"rows": len(words), "mean_words": round(statistics.fmean(words), 1),
-                       "median_words": statistics.median(words), "p90_words": words[int(0.9 * (len(words) - 1))],
-                       "max_words": words[-1]}
-    return out
+def counted_spread(counts: Counter) -> dict:
+    """mean (one decimal), median, p90 (the value at rank int(0.9 * (n - 1)) in sorted order) and max of values
+    given as value -> how often: the same figures as over the expanded list, without building it."""
+    n, values = sum(counts.values()), sorted(counts)
+
+    def at(rank: int) -> int:
+        for value in values:
+            rank -= counts[value]
+            if rank < 0:
+                return value
+        raise IndexError(rank)
+
+    median = at(n // 2) if n % 2 else (at(n // 2 - 1) + at(n // 2)) / 2
+    return {"n": n, "mean": round(statistics.fmean(values, weights=[counts[v] for v in values]), 1),
+            "median": median, "p90": at(int(0.9 * (n - 1))), "max": values[-1]}
+
+
+class RowCounts:
+    """What the card says about the rows, gathered one chunk of the corpus at a time: rows per (method, model)
+    and solution lengths in words per method (as counts of each length)."""
+
+    def __init__(self) -> None:
+        self.by_model: Counter = Counter()
+        self.words: dict[str, Counter] = {}
+
+    def add(self, columns: dict[str, list]) -> None:
+        for method, model, solution in zip(columns["method"], columns["model"], columns["solution"]):
+            self.by_model[(method, model or "—")] += 1
+            self.words.setdefault(method, Counter())[len(solution.split())] += 1
+
+    def length_stats(self) -> dict[str, dict]:
+        out = {}
+        for method, counts in sorted(self.words.items()):
+            s = counted_spread(counts)
+            out[method] = {"rows": s["n"], "mean_words": s["mean"], "median_words": s["median"],
+                           "p90_words": s["p90"], "max_words": s["max"]}
+        return out
 
 
 def _table(header: list[str], rows: list[list]) -> str:
@@ -88,15 +115,13 @@ def _table(header: list[str], rows: list[list]) -> str:
     return "\n".join(lines)
 
 
-def render_card(recipe, recipe_yaml: str, stats: dict, columns: dict[str, list], rows: dict[str, int],
+def render_card(recipe, recipe_yaml: str, stats: dict, counts: RowCounts, rows: dict[str, int],
                 lineage: dict, fingerprint: str, verifier: str) -> str:
     meta = yaml.safe_dump(front_matter(recipe, rows), sort_keys=False)
     tag = f"v{recipe.version}"
     samples, correct = stats["samples"], stats["correct"]
     distinct_problems = sum(v for k, v in stats.get("distinct_per_problem", {}).items() if k != "0")
-    by_model: dict[tuple, int] = {}
-    for method, model in zip(columns["method"], columns["model"]):
-        by_model[(method, model or "—")] = by_model.get((method, model or "—"), 0) + 1
+    by_model = counts.by_model
     parts = [
         f"---\n{meta}---\n",
         f"# {recipe.publish.pretty_name or recipe.name} {tag}\n",
@@ -147,7 +172,7 @@ def render_card(recipe, recipe_yaml: str, stats: dict, columns: dict[str, list],
         "### Solution length (whitespace words)\n",
         _table(["method", "rows", "mean", "median", "p90", "max"],
                [[m, s["rows"], s["mean_words"], s["median_words"], s["p90_words"], s["max_words"]]
-                for m, s in length_stats(columns).items()]) + "\n",
+                for m, s in counts.length_stats().items()]) + "\n",
         *_reasoning_section(stats, recipe.publish.reasoning),
         *_tutor_section(stats.get("tutor")),
         *_synthesis_section(stats),

@@ -85,6 +85,71 @@ def write_shards(table: pa.Table, folder: Path, shard_rows: int = SHARD_ROWS) ->
     return paths
 
 
+class Corpus:
+    """A build's candidate rows in corpus order, never all in memory: Parquet parts (collect's partitions, each at
+    most `shard_rows` rows), then the rows of later stages held in memory (synthesized rows: few)."""
+
+    def __init__(self, parts: list[Path] | None = None, tail: dict[str, list] | None = None):
+        self.parts = list(parts or [])
+        self.tail = tail if tail is not None else {name: [] for name in SCHEMA.names}
+
+    def chunks(self):
+        """The rows as column dicts, one part at a time."""
+        for part in self.parts:
+            yield pq.read_table(part, schema=SCHEMA).to_pydict()
+        if self.tail["problem_id"]:
+            yield self.tail
+
+    def __len__(self) -> int:
+        return sum(pq.ParquetFile(part).metadata.num_rows for part in self.parts) + len(self.tail["problem_id"])
+
+    def to_columns(self) -> dict[str, list]:
+        """Every row as columns in memory (small builds and tests only)."""
+        columns: dict[str, list] = {name: [] for name in SCHEMA.names}
+        for chunk in self.chunks():
+            for name in SCHEMA.names:
+                columns[name].extend(chunk[name])
+        return columns
+
+
+class ShardWriter:
+    """`train-0000i-of-0000N.parquet` shards of exactly `shard_rows` rows (the last: the rest) from tables written
+    one after another; N is known at `close`, so shards are written under temporary names and renamed then. The
+    bytes equal `write_shards` of the whole table."""
+
+    def __init__(self, folder: Path, schema: pa.Schema, shard_rows: int = SHARD_ROWS):
+        self.folder, self.schema, self.shard_rows = folder, schema, shard_rows
+        self.buffer: list[pa.Table] = []
+        self.held = self.rows = 0
+        self.written: list[Path] = []
+        folder.mkdir(parents=True, exist_ok=True)
+
+    def write(self, table: pa.Table) -> None:
+        self.buffer.append(table)
+        self.held += table.num_rows
+        self.rows += table.num_rows
+        while self.held >= self.shard_rows:
+            self._emit(self.shard_rows)
+
+    def _emit(self, rows: int) -> None:
+        table = pa.concat_tables(self.buffer).combine_chunks() if self.buffer else self.schema.empty_table()
+        path = self.folder / f".shard-{len(self.written):05d}.tmp"
+        write_parquet(table.slice(0, rows), path)
+        self.written.append(path)
+        rest = table.slice(rows)
+        self.buffer, self.held = ([rest] if rest.num_rows else []), rest.num_rows
+
+    def close(self) -> list[Path]:
+        if self.held or not self.written:
+            self._emit(self.held)
+        count, paths = len(self.written), []
+        for shard, tmp in enumerate(self.written):
+            path = self.folder / f"train-{shard:05d}-of-{count:05d}.parquet"
+            os.replace(tmp, path)
+            paths.append(path)
+        return paths
+
+
 def write_parquet(table: pa.Table, path: Path) -> None:
     """One Parquet file with deterministic bytes: fixed options, no statistics."""
     pq.write_table(table, path, compression="zstd", write_statistics=False, store_schema=True)

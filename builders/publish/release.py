@@ -5,8 +5,8 @@ from pathlib import Path
 
 import pyarrow as pa
 import yaml
-from mathforge.builders.publish.card import render_card, write_plots
-from mathforge.builders.publish.corpus import write_shards
+from mathforge.builders.publish.card import RowCounts, render_card, write_plots
+from mathforge.builders.publish.corpus import SCHEMA, Corpus, ShardWriter, write_shards
 from mathforge.builders.publish.manifest import (
     file_table,
     fingerprint,
@@ -56,14 +56,22 @@ def lineage(recipe, problems_by_source: list[list], passes: list, sample_inputs:
     return {"sources": sources, "models": models, "sample_inputs": inputs}
 
 
-def write_release(root: Path, recipe, columns: dict[str, list], stats: dict, lineage_: dict,
+def write_release(root: Path, recipe, corpus: Corpus, stats: dict, lineage_: dict,
                   shard_rows: int, configs: dict[str, pa.Table] | None = None) -> dict:
-    """Add cpt/sft/messages configs (and the stages' extra configs, e.g. `mix`), plots, README.md and
-    manifest.json to a staged build directory."""
-    views = training_views(columns, recipe.publish)
-    for name, view in views.items():
-        write_shards(pa.table(view, schema=SCHEMAS[name]), root / name, shard_rows)
-    rows = {"default": len(columns["problem_id"]), **{name: len(v["problem_id"]) for name, v in views.items()}}
+    """Write the corpus (default config) and its cpt/sft/messages configs in one pass over the corpus, one chunk at
+    a time, then the stages' extra configs (e.g. `mix`), plots, README.md and manifest.json, into a staged build
+    directory."""
+    writers = {"default": ShardWriter(root / "data", SCHEMA, shard_rows)}
+    writers.update({name: ShardWriter(root / name, schema, shard_rows) for name, schema in SCHEMAS.items()})
+    counts = RowCounts()
+    for chunk in corpus.chunks():
+        writers["default"].write(pa.table(chunk, schema=SCHEMA))
+        counts.add(chunk)
+        for name, view in training_views(chunk, recipe.publish).items():
+            writers[name].write(pa.table(view, schema=SCHEMAS[name]))
+    for writer in writers.values():
+        writer.close()
+    rows = {name: writer.rows for name, writer in writers.items()}
     for name, table in (configs or {}).items():
         write_shards(table, root / name, shard_rows)
         rows[name] = table.num_rows
@@ -72,6 +80,6 @@ def write_release(root: Path, recipe, columns: dict[str, list], stats: dict, lin
     print_ = fingerprint(canonical, lineage_, file_table(root))
     shown = canonical_recipe(recipe, exclude_none=True)
     recipe_yaml = yaml.safe_dump(shown, sort_keys=False, allow_unicode=True)
-    card = render_card(recipe, recipe_yaml, stats, columns, rows, lineage_, print_, stats["verifier"])
+    card = render_card(recipe, recipe_yaml, stats, counts, rows, lineage_, print_, stats["verifier"])
     (root / "README.md").write_text(card)
     return write_manifest(root, recipe.name, recipe.version, canonical, lineage_, rows, stats["verifier"], print_)

@@ -34,12 +34,13 @@ class BuildState:
     passes: list = field(default_factory=list)          # generation.runner.PassResult of every model pass, in order
     samples: list[str] = field(default_factory=list)    # sample files of the sample stages (collect's default input)
     synthesized: list[MethodRows] = field(default_factory=list)
-    columns: dict[str, list] | None = None              # candidate corpus rows (the row contract), set by collect
+    corpus: Any = None                                  # publish.corpus.Corpus: the candidate rows, set by collect
     judge: Any = None                                   # collect's verifier, reused for synthesized rows
     sample_inputs: list[str] = field(default_factory=list)  # collect's listed sample inputs (for the lineage)
     configs: dict[str, Any] = field(default_factory=dict)   # extra Hub configs (e.g. `mix`): name -> pyarrow Table
     stats: dict = field(default_factory=dict)           # build statistics; stages write through Stage.stat_update
     shards: list[Path] = field(default_factory=list)    # the corpus shards, once published
+    scratch: list[Path] = field(default_factory=list)   # work dirs that go once the build is in place
 
     @property
     def problems(self) -> list[Problem]:

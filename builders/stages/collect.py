@@ -6,10 +6,11 @@ import resource
 import time
 from collections import Counter
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Literal
 
 import pyarrow as pa
-from mathforge.builders.publish.corpus import SCHEMA, append_method_rows, corpus_rows, write_parquet
+from mathforge.builders.publish.corpus import SCHEMA, Corpus, append_method_rows, corpus_rows, write_parquet
 from mathforge.builders.stages.base import BuildState, Stage
 from mathforge.builders.stages.collect_inputs import CollectPlan, partition_samples, write_atomic
 from mathforge.builders.stages.collect_stats import PartialStats
@@ -139,21 +140,20 @@ class Collect(Stage):
     type = "collect"
 
     def run(self, state: BuildState) -> None:
-        from mathforge.builders.stages.collect_pipeline import make_plan, read_parts, run_collect_plan
+        from mathforge.builders.stages.collect_pipeline import make_plan, run_collect_plan
 
         spec, recipe = self.spec, state.recipe
-        executor = recipe.executor
         tasks = spec.tasks or state.workers or spec.workers or default_tasks()
         plan = make_plan(state.problems, spec.samples + state.samples, spec.dedup, spec.include_gold,
                          recipe.work_dir(), spec.partitions, recipe.output.shard_rows)
-        outcome = run_collect_plan(plan, executor, tasks, spec.workers or state.workers)
+        outcome = run_collect_plan(plan, recipe.executor, tasks, spec.workers or state.workers)
         self.stat_update(state, **outcome.stats)
-        columns = read_parts(plan, outcome.files)
+        corpus = Corpus(outcome.files)
         for part in state.synthesized:  # tutor, diversify, expand, retrospect: verified rows of earlier stages
-            append_method_rows(columns, part.rows, part.method, outcome.judge, str(part.records_path))
-        state.columns, state.judge = columns, outcome.judge
+            append_method_rows(corpus.tail, part.rows, part.method, outcome.judge, str(part.records_path))
+        state.corpus, state.judge = corpus, outcome.judge
         state.sample_inputs.extend(spec.samples)
-        outcome.clean()
+        state.scratch.append(Path(plan.work))  # the partitions are the corpus until publish has written it
 
     def plan(self, state: BuildState) -> list[str]:
         sampled = any(s.type == "sample" for s in state.recipe.stages[:self.index])

@@ -1,8 +1,9 @@
 """Build statistics: counts, distinct paths per problem, pass@k over sample order, per-model union, gold audit."""
 from __future__ import annotations
 
-import statistics
 from collections import Counter
+
+from mathforge.builders.publish.card import counted_spread
 
 AUDIT_MIN_VOTES = 4
 
@@ -124,19 +125,8 @@ def reasoning_stats(total: PartialStats) -> dict | None:
 def spread(counts: Counter) -> dict:
     """mean (one decimal), median, p90 (the value at rank int(0.9 * (n - 1)) in sorted order, as the card's) of
     values given as value -> how often."""
-    n = sum(counts.values())
-    values = sorted(counts)
-
-    def at(rank: int) -> int:
-        for value in values:
-            rank -= counts[value]
-            if rank < 0:
-                return value
-        raise IndexError(rank)
-
-    median = at(n // 2) if n % 2 else (at(n // 2 - 1) + at(n // 2)) / 2
-    return {"mean": round(statistics.fmean(values, weights=[counts[v] for v in values]), 1), "median": median,
-            "p90": at(int(0.9 * (n - 1)))}
+    figures = counted_spread(counts)
+    return {"mean": figures["mean"], "median": figures["median"], "p90": figures["p90"]}
 
 
 def pass_at_k(firsts: Counter, most: int, problems: int) -> dict[str, float]:

@@ -2,10 +2,13 @@
 from __future__ import annotations
 
 import re
+import shutil
 from collections import Counter
 from functools import lru_cache
 from pathlib import Path
 
+import pyarrow as pa
+from mathforge.builders.publish.corpus import SCHEMA, Corpus, write_parquet
 from mathforge.builders.stages.base import BuildState, Stage
 
 from mathforge.errors import InputError
@@ -93,18 +96,32 @@ class Decontaminate(Stage):
     stats_key = "decontamination"
 
     def run(self, state: BuildState) -> None:
-        spec, columns = self.spec, state.columns
-        flags = [False] * len(columns["problem_id"])
-        per_set = {}
-        for eval_set in spec.eval_sets:
-            hits = contaminated(columns, load_eval_texts(eval_set), spec.n)
-            per_set[eval_set.name] = sum(hits)
-            flags = [a or b for a, b in zip(flags, hits)]
-        by_method = Counter(m for m, f in zip(columns["method"], flags) if f)
-        state.columns = apply(columns, flags, spec.action)
-        self.stat_update(state, n=spec.n, action=spec.action, rows_flagged=sum(flags), by_eval_set=per_set,
-                         by_method=dict(sorted(by_method.items())),
-                         problems=sorted({p for p, f in zip(columns["problem_id"], flags) if f}))
+        """One corpus chunk at a time: the evaluation sets' n-grams are the only index held; the kept rows go to
+        new parts in the work dir."""
+        spec = self.spec
+        indexes = [(eval_set.name, ngram_index(load_eval_texts(eval_set), spec.n)) for eval_set in spec.eval_sets]
+        work = state.recipe.work_dir() / "decontaminate"
+        shutil.rmtree(work, ignore_errors=True)
+        work.mkdir(parents=True)
+        per_set, by_method, problems, flagged = Counter({name: 0 for name, _ in indexes}), Counter(), set(), 0
+        parts = []
+        for number, chunk in enumerate(state.corpus.chunks()):
+            flags = [False] * len(chunk["problem_id"])
+            for name, index in indexes:
+                hits = [overlaps(q, index, spec.n) or overlaps(s, index, spec.n)
+                        for q, s in zip(chunk["question"], chunk["solution"])]
+                per_set[name] += sum(hits)
+                flags = [a or b for a, b in zip(flags, hits)]
+            flagged += sum(flags)
+            by_method.update(m for m, f in zip(chunk["method"], flags) if f)
+            problems.update(p for p, f in zip(chunk["problem_id"], flags) if f)
+            part = work / f"part-{number:05d}.parquet"
+            write_parquet(pa.table(apply(chunk, flags, spec.action), schema=SCHEMA), part)
+            parts.append(part)
+        state.corpus = Corpus(parts)
+        state.scratch.append(work)
+        self.stat_update(state, n=spec.n, action=spec.action, rows_flagged=flagged, by_eval_set=dict(per_set),
+                         by_method=dict(sorted(by_method.items())), problems=sorted(problems))
 
     def plan(self, state: BuildState) -> list[str]:
         names = ", ".join(s.name for s in self.spec.eval_sets)

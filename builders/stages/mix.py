@@ -107,10 +107,11 @@ class Mix(Stage):
 
     def method_groups(self, state: BuildState) -> dict[str, list[str]]:
         """The CPT texts of the training rows (published methods, not flagged as contaminated) by method."""
-        cpt = training_views(state.columns, state.recipe.publish)["cpt"]
         groups: dict[str, list[str]] = {}
-        for text, method in zip(cpt["text"], cpt["method"]):
-            groups.setdefault(method, []).append(text)
+        for chunk in state.corpus.chunks():
+            cpt = training_views(chunk, state.recipe.publish)["cpt"]
+            for text, method in zip(cpt["text"], cpt["method"]):
+                groups.setdefault(method, []).append(text)
         return groups
 
     def stream(self, state: BuildState, g: int, need, clean: dict) -> tuple[list[str], int]:

@@ -1,6 +1,8 @@
 """The publish step: the candidate rows as a versioned build (shards, configs, card, manifest), written atomically."""
 from __future__ import annotations
 
+import shutil
+
 from mathforge.builders.publish.corpus import write_output
 from mathforge.builders.publish.release import lineage, write_release
 from mathforge.builders.publish.views import check_templates
@@ -20,15 +22,17 @@ class Publish(Stage):
             check_templates(state.recipe.publish, state.recipe.where)
 
     def run(self, state: BuildState) -> None:
-        if state.columns is None:
+        if state.corpus is None:
             raise InputError("nothing to publish: the recipe has no collect stage", *state.recipe.where("stages"))
         recipe, shard_rows = state.recipe, self.spec.shard_rows
-        release = None
-        if recipe is not None:
-            def release(staging):
-                lin = lineage(recipe, state.problems_by_source, state.passes, state.sample_inputs)
-                write_release(staging, recipe, state.columns, state.stats, lin, shard_rows, state.configs)
-        state.shards = write_output(state.out_dir, state.columns, state.stats, state.overwrite, shard_rows, release)
+
+        def release(staging):
+            lin = lineage(recipe, state.problems_by_source, state.passes, state.sample_inputs)
+            write_release(staging, recipe, state.corpus, state.stats, lin, shard_rows, state.configs)
+
+        state.shards = write_output(state.out_dir, None, state.stats, state.overwrite, shard_rows, release)
+        for work in state.scratch:  # collect's partitions and the like: gone once the build is in place
+            shutil.rmtree(work, ignore_errors=True)
 
     def plan(self, state: BuildState) -> list[str]:
         return [f"publish: configs, card and manifest -> output: {state.out_dir}  (work: {state.recipe.work_dir()})"]
