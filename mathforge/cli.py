@@ -1,6 +1,7 @@
 """The `mathforge` command line: validate, build, collect, grade."""
 from __future__ import annotations
 
+import json
 import os
 import sys
 from pathlib import Path
@@ -166,6 +167,8 @@ def collect(gold: Path = typer.Option(..., help="Gold JSONL/Parquet (GSM8K quest
             partitions: Optional[int] = typer.Option(None, min=1, help="Problem ranges, one shard each "
                                                      "(default: one per 2,000 problems); fixed, so the output does "
                                                      "not depend on --tasks."),
+            task_report: Optional[Path] = typer.Option(None, help="Write seconds, samples and peak RSS per "
+                                                        "partition to this JSON file (not part of the output)."),
             overwrite: bool = typer.Option(False, help="Replace an existing output directory.")) -> None:
     """RFT collect for users who already have samples: verify, calculator-check, dedup, union."""
     from mathforge.builders.build import run_collect
@@ -185,6 +188,8 @@ def collect(gold: Path = typer.Option(..., help="Gold JSONL/Parquet (GSM8K quest
     if executor == "slurm":
         console.print(f"submitted to Slurm: the last job writes {out}")
         return
+    if task_report is not None:
+        task_report.write_text(json.dumps({"seconds": round(result.seconds, 3), "partitions": result.tasks}, indent=1))
     _summary(result.stats, result.out_dir, result.seconds)
 
 

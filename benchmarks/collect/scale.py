@@ -76,8 +76,9 @@ def main() -> None:
         with tempfile.TemporaryDirectory(prefix="scale-") as tmp:
             tmp = Path(tmp)
             try:
-                runs = [run_ours(data, tmp / "out", shlex.split(extra), tmp / f"run{r}.log")
-                        for r in range(args.repeat)]
+                report = tmp / "tasks.json"
+                runs = [run_ours(data, tmp / "out", shlex.split(extra) + ["--task-report", str(report)],
+                                 tmp / f"run{r}.log") for r in range(args.repeat)]
             except SystemExit as exc:  # one executor failing does not hide the others' figures
                 print(json.dumps({"input": data.name, "extra": extra, "error": str(exc)[-2000:]}), flush=True)
                 continue
@@ -88,7 +89,11 @@ def main() -> None:
                     "samples_per_s": round(stats["samples"] / best["seconds"]) if stats.get("samples") else None,
                     "peak_rss_mb": best["peak_rss_mb"], "peak_tree_rss_mb": best["peak_tree_rss_mb"],
                     "kept": stats.get("distinct"), "levenshtein_calls": stats.get("levenshtein_calls")}
-            line.update({k: v for k, v in stats.items() if "task" in k.lower()})  # per-task figures, when written
+            partitions = json.loads(report.read_text())["partitions"]
+            line["partitions"] = len(partitions)
+            line["per_partition"] = {"samples": sum(p["samples"] for p in partitions) // len(partitions),
+                                     "seconds_max": max(p["seconds"] for p in partitions),
+                                     "peak_rss_mb_max": max(p["peak_rss_mb"] for p in partitions)}
             print(json.dumps(line), flush=True)
 
 
