@@ -29,6 +29,9 @@ test: install
 
 bench-collect: install
 	$(BIN)/python benchmarks/collect/generate.py
+	$(BIN)/python benchmarks/collect/realistic.py
+	$(BIN)/python benchmarks/collect/versus_reference.py --data benchmarks/collect/data-realistic \
+		--data benchmarks/collect/data --repeat 2
 	$(BIN)/python benchmarks/collect/run.py
 
 bench-generation: install

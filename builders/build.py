@@ -62,7 +62,8 @@ def run_collect(problems: list[Problem], sample_paths: list[str], out_dir: str |
     tasks = tasks or workers or default_tasks()
     plan = make_plan(problems, list(sample_paths), dedup, include_gold, out_dir.parent / f".{out_dir.name}.work",
                      partitions, shard_rows)
-    outcome = run_collect_plan(plan, executor, tasks, workers, publish_to=(str(out_dir), overwrite))
+    # `mathforge collect` starts no threads before this point, so its local tasks may fork
+    outcome = run_collect_plan(plan, executor, tasks, workers, publish_to=(str(out_dir), overwrite), fork=True)
     if executor is not None and executor.type == "slurm":
         return BuildResult(out_dir, [], {}, time.perf_counter() - started)
     shards = publish_collect(outcome, out_dir, overwrite)

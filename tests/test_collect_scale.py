@@ -202,3 +202,21 @@ def test_seed_file_index_finds_line_offsets_at_any_block_size(tmp_path):
         assert count == len(expected)
         for bound, offset in zip(bounds, offsets):
             assert read_lines_at(str(path), offset, 3)[0] == expected[bound:bound + 3]
+
+
+def test_blocks_inside_a_partition_read_the_same_samples(screl):
+    """Partitions of 15 problems read 4 problems at a time (blocks that do not divide the partition): the same
+    rows as one block per partition, the reference's kept sets."""
+    from mathforge.builders.stages.collect_pipeline import make_plan, read_parts, run_collect_plan
+
+    problems = load_local(screl["gold"])
+    outcomes = []
+    for block in (4, 256):
+        plan = make_plan(problems, screl["models"], "paper", False, screl["tmp"] / "work", partitions=2, block=block)
+        outcomes.append(run_collect_plan(plan, tasks=2))
+    assert outcomes[0].plan.block_starts() == [0, 4, 8, 12, 15, 19, 23, 27, 30]
+    rows = [read_parts(o.plan, o.files) for o in outcomes]
+    assert rows[0] == rows[1] and outcomes[0].stats == outcomes[1].stats
+    expected = reference_collect([json.loads(line) for line in open(screl["gold"])], screl["models"])
+    kept = _kept([dict(zip(rows[0], values)) for values in zip(*rows[0].values())])
+    assert all(kept.get(p.problem_id, []) == expected[p.index] for p in problems)

@@ -6,6 +6,7 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import orjson
 from mathforge.builders.generation.runner import split_sample
@@ -14,7 +15,6 @@ from mathforge.builders.samples import (
     TableSample,
     completion_of,
     iter_table_samples,
-    read_lines_at,
     seed_file_index,
 )
 from mathforge.builders.sources import Problem
@@ -50,6 +50,14 @@ class CollectPlan:
     def path(self, *parts: str) -> Path:
         return Path(self.work, *parts)
 
+    def block_starts(self) -> list[int]:
+        """The first problem of every read block (blocks of `block` problems that never cross a partition bound),
+        and the end: seed files are indexed at these lines, so a block is one read of a known byte range."""
+        starts = set(self.bounds)
+        for partition in range(self.partitions):
+            starts.update(range(self.bounds[partition], self.bounds[partition + 1], self.block))
+        return sorted(starts)
+
     def unit_done(self, unit: tuple[int, int]) -> Path:
         return self.path("index", f"s{unit[0]:05d}-f{unit[1]:06d}.json")
 
@@ -60,10 +68,9 @@ class CollectPlan:
         return self.path("parts", f"p{partition:05d}.json")
 
 
-@dataclass(frozen=True)
-class Sample:
+class Sample(NamedTuple):
     """One sample of one problem, in the problem's sample order; `text` None: the input line was unreadable and
-    `reasoning` holds why."""
+    `reasoning` holds why. (A tuple: millions are made, and a frozen dataclass costs 3x as much to build.)"""
 
     model: str
     text: str | None
@@ -97,10 +104,11 @@ def index_unit(plan: CollectPlan, unit: tuple[int, int]) -> None:
     stats = PartialStats()
     if not source.is_table:
         seed_file = source.seed_files[file_no]
-        lines, offsets = seed_file_index(seed_file.path, plan.bounds)
+        starts = plan.block_starts()
+        lines, offsets = seed_file_index(seed_file.path, starts)
         if lines < len(plan.problems):
             stats.short_files.append((seed_file.path, lines))
-        record = {"lines": lines, "offsets": offsets}
+        record = {"lines": lines, "offsets": offsets}  # byte offset of every block start, in plan.block_starts()
     else:
         record = {"rows": _bucket_table(plan, source_no, source, stats)}
     record["stats"] = stats.to_json()
@@ -155,15 +163,17 @@ def partition_samples(plan: CollectPlan, partition: int):
     lo, hi = plan.bounds[partition], plan.bounds[partition + 1]
     n = len(plan.problems)
     seed_files, tables = [], {}
+    starts = plan.block_starts()
+    position = {line: number for number, line in enumerate(starts)}
     for source_no, source in enumerate(plan.sources):
         if source.is_table:
             tables[source_no] = _read_bucket(plan.bucket(partition, source_no))
             continue
         for file_no, seed_file in enumerate(source.seed_files):
             record = json.loads(plan.unit_done((source_no, file_no)).read_text())
-            seed_files.append([source_no, seed_file, source.model, record["lines"], record["offsets"][partition]])
-    for start in range(lo, hi, plan.block):
-        stop = min(hi, start + plan.block)
+            seed_files.append((source_no, seed_file, source.model, record["lines"], record["offsets"]))
+    for number in range(position[lo], position[hi]):
+        start, stop = starts[number], starts[number + 1]
         per = [[] for _ in range(stop - start)]
         for source_no, source in enumerate(plan.sources):
             if source_no in tables:
@@ -174,24 +184,34 @@ def partition_samples(plan: CollectPlan, partition: int):
                         per[index - start].append(Sample(row[2], text, row[4], row[5], source.path, row[1],
                                                          reasoning))
                 continue
-            for entry in seed_files:
-                if entry[0] != source_no:
+            for entry_source, seed_file, model, lines, offsets in seed_files:
+                if entry_source != source_no:
                     continue
-                _, seed_file, model, lines, offset = entry
                 count = min(stop, lines, n) - start
                 if count <= 0:
                     continue
-                raws, entry[4] = read_lines_at(seed_file.path, offset, count)
+                raws = read_range(seed_file.path, offsets[number], offsets[number + 1])[:count]
+                path, seed, temperature = seed_file.path, seed_file.seed, seed_file.temperature
                 for j, raw in enumerate(raws):
                     try:
-                        sample = Sample(model, completion_of(raw), seed_file.seed, seed_file.temperature,
-                                        seed_file.path, start + j + 1)
+                        sample = Sample(model, completion_of(raw), seed, temperature, path, start + j + 1)
                     except Exception as exc:  # hostile or broken line: rejected with its reason, never a crash
-                        sample = Sample(model, None, seed_file.seed, seed_file.temperature, seed_file.path,
-                                        start + j + 1, f"unreadable: {type(exc).__name__}")
+                        sample = Sample(model, None, seed, temperature, path, start + j + 1,
+                                        f"unreadable: {type(exc).__name__}")
                     per[j].append(sample)
         for j, samples in enumerate(per):
             yield start + j, samples
+
+
+def read_range(path: str, begin: int, end: int) -> list[bytes]:
+    """The lines (without newlines) in bytes [begin, end) of a file, in one read."""
+    with open(path, "rb") as handle:
+        handle.seek(begin)
+        data = handle.read(end - begin)
+    lines = data.split(b"\n")
+    if data.endswith(b"\n") or not data:
+        lines.pop()
+    return lines
 
 
 def _read_bucket(path: Path) -> dict[int, list]:

@@ -15,7 +15,13 @@ from mathforge.builders.publish.manifest import problems_digest
 from mathforge.builders.recipe import Executor
 from mathforge.builders.samples import check_table, discover
 from mathforge.builders.stages.collect import collect_partition
-from mathforge.builders.stages.collect_inputs import CollectPlan, index_unit, partition_bounds, write_atomic
+from mathforge.builders.stages.collect_inputs import (
+    BLOCK_PROBLEMS,
+    CollectPlan,
+    index_unit,
+    partition_bounds,
+    write_atomic,
+)
 from mathforge.builders.stages.collect_stats import PartialStats, build_stats
 
 from mathforge.errors import InputError
@@ -26,7 +32,7 @@ FORMAT = 1  # bump when the work files change meaning: an old work dir is then n
 
 
 def make_plan(problems, sample_paths: list[str], dedup: str, include_gold: bool, work_root: str | Path,
-              partitions: int | None = None, shard_rows: int = 100_000) -> CollectPlan:
+              partitions: int | None = None, shard_rows: int = 100_000, block: int = BLOCK_PROBLEMS) -> CollectPlan:
     """Recognise the inputs (tables are checked for their columns here, before any task starts) and fix the
     partitions: `partitions` or one per 2,000 problems. The work dir is named by everything that determines the
     result, so a rerun with the same inputs resumes and a changed input starts afresh."""
@@ -37,11 +43,11 @@ def make_plan(problems, sample_paths: list[str], dedup: str, include_gold: bool,
     count = partitions or max(1, -(-len(problems) // PROBLEMS_PER_PARTITION))
     bounds = partition_bounds(len(problems), count)
     key = {"format": FORMAT, "problems": problems_digest(problems), "dedup": dedup, "gold": include_gold,
-           "bounds": bounds, "shard_rows": shard_rows,
+           "bounds": bounds, "shard_rows": shard_rows, "block": block,
            "inputs": [[f.path, *_stamp(f.path)] for s in sources for f in (s.seed_files or [s])]}
     digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
     work = Path(work_root) / f"collect-{digest}"
-    return CollectPlan(problems, sources, dedup, include_gold, bounds, str(work), shard_rows)
+    return CollectPlan(problems, sources, dedup, include_gold, bounds, str(work), shard_rows, block)
 
 
 def _stamp(path: str) -> tuple[int, int]:
@@ -125,9 +131,11 @@ class CollectOutcome:
 
 
 def run_collect_plan(plan: CollectPlan, executor: Executor | None = None, tasks: int = 1,
-                     workers: int | None = None, publish_to: tuple[str, bool] | None = None) -> CollectOutcome:
+                     workers: int | None = None, publish_to: tuple[str, bool] | None = None,
+                     fork: bool = False) -> CollectOutcome:
     """Run (or resume) both steps on the executor, then merge. `tasks` datatrove tasks share the input files and
-    the partitions; the result does not depend on `tasks` (partitions are fixed by the plan)."""
+    the partitions; the result does not depend on `tasks` (partitions are fixed by the plan). `fork`: local
+    tasks fork this process instead of datatrove's forkserver (only where no other thread can hold a lock)."""
     from mathforge.builders.generation.runner import make_executor, quiet_datatrove
 
     executor = executor or Executor()
@@ -136,7 +144,7 @@ def run_collect_plan(plan: CollectPlan, executor: Executor | None = None, tasks:
     index_tasks = max(1, min(tasks, len(plan.units())))
     collect_tasks = max(1, min(tasks, plan.partitions))
     options = dict(executor.options)
-    if executor.type == "local":
+    if executor.type == "local" and fork:
         options.setdefault("start_method", "fork")  # the plan is already in memory: no re-import per task
     first = executor.model_copy(update={"tasks": index_tasks, "workers": min(workers or index_tasks, index_tasks),
                                         "options": options})
