@@ -16,7 +16,7 @@ from mathforge.builders.stages.collect_inputs import CollectPlan, partition_samp
 from mathforge.builders.stages.collect_stats import PartialStats
 
 from mathforge.verify.dedup import DUPLICATE, REPLACED, FarthestSet
-from mathforge.verify.judges import OK, UNPARSEABLE, WRONG
+from mathforge.verify.judges import JUDGES, OK, UNPARSEABLE, WRONG
 
 DedupMode = Literal["paper", "canonical"]
 
@@ -91,13 +91,15 @@ def collect_problem(index: int, samples, judge, stats: PartialStats) -> ProblemR
     return result
 
 
-def collect_partition(plan: CollectPlan, partition: int, judge) -> dict:
+def collect_partition(plan: CollectPlan, partition: int) -> dict:
     """Collect one partition: its corpus rows (gold row, then kept paths, per problem in problem order) as Parquet
     files of at most `shard_rows` rows, then its statistics file, whose presence marks the partition done.
     Returns what the task measured (seconds, samples, peak RSS)."""
     started = time.perf_counter()
     stats = PartialStats()
-    problems = plan.problems
+    lo = plan.bounds[partition]
+    problems = plan.partition_problems(partition)
+    judge = JUDGES[plan.dedup](problems, offset=lo)
     columns: dict[str, list] = {name: [] for name in SCHEMA.names}
     files: list[str] = []
 
@@ -116,7 +118,7 @@ def collect_partition(plan: CollectPlan, partition: int, judge) -> dict:
 
     for index, samples in partition_samples(plan, partition):
         result = collect_problem(index, samples, judge, stats)
-        problem = problems[index]
+        problem = problems[index - lo]
         stats.add_problem(problem, result, judge)
         rows = corpus_rows([problem], [result], judge, plan.include_gold)
         for name in SCHEMA.names:

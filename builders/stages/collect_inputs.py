@@ -29,7 +29,7 @@ class CollectPlan:
     """Everything a collect task needs, picklable for datatrove's executors: the problems, the inputs, the
     partition bounds (contiguous problem ranges, fixed by the plan, not by the number of tasks) and the work dir."""
 
-    problems: list[Problem]
+    problems: list[Problem] | None   # the driver's; tasks read their partition's from `problems/` (not pickled)
     sources: list[SampleSource]
     dedup: str
     include_gold: bool
@@ -41,6 +41,29 @@ class CollectPlan:
     @property
     def partitions(self) -> int:
         return len(self.bounds) - 1
+
+    @property
+    def n_problems(self) -> int:
+        return self.bounds[-1]
+
+    def __getstate__(self) -> dict:
+        return {**self.__dict__, "problems": None}  # a task gets its partition's problems from the work dir
+
+    def problems_file(self, partition: int) -> Path:
+        return self.path("problems", f"p{partition:05d}.jsonl")
+
+    def write_problems(self) -> None:
+        """One file of gold problems per partition, written once: a task loads only its own partitions'."""
+        for partition in range(self.partitions):
+            path = self.problems_file(partition)
+            if not path.exists():
+                lo, hi = self.bounds[partition], self.bounds[partition + 1]
+                write_atomic(path, b"".join(orjson.dumps([p.index, p.problem_id, p.question, p.solution,
+                                                          p.answer_kind]) + b"\n" for p in self.problems[lo:hi]))
+
+    def partition_problems(self, partition: int) -> list[Problem]:
+        with open(self.problems_file(partition), "rb") as handle:
+            return [Problem(*orjson.loads(line)) for line in handle]
 
     def units(self) -> list[tuple[int, int]]:
         """(source number, file number) of every input file: each seed file of a model directory, each table."""
@@ -106,7 +129,7 @@ def index_unit(plan: CollectPlan, unit: tuple[int, int]) -> None:
         seed_file = source.seed_files[file_no]
         starts = plan.block_starts()
         lines, offsets = seed_file_index(seed_file.path, starts)
-        if lines < len(plan.problems):
+        if lines < plan.n_problems:
             stats.short_files.append((seed_file.path, lines))
         record = {"lines": lines, "offsets": offsets}  # byte offset of every block start, in plan.block_starts()
     else:
@@ -133,7 +156,7 @@ def _bucket_table(plan: CollectPlan, source_no: int, source: SampleSource, stats
                 handle.write(b"".join(chunks))
         buffers.clear()
 
-    for item in iter_table_samples(source, plan.problems):
+    for item in iter_table_samples(source, problem_index(plan)):
         if not isinstance(item, TableSample):
             stats.reject(source.path, *item)
             continue
@@ -157,11 +180,18 @@ def _bucket_table(plan: CollectPlan, source_no: int, source: SampleSource, stats
     return rows
 
 
+def problem_index(plan: CollectPlan) -> list[Problem]:
+    """Every problem (a table's rows name theirs by id or question, so indexing a table needs them all)."""
+    if plan.problems is not None:
+        return plan.problems
+    return [p for partition in range(plan.partitions) for p in plan.partition_problems(partition)]
+
+
 def partition_samples(plan: CollectPlan, partition: int):
     """(problem index, its samples in sample order) for every problem of one partition, read BLOCK problems at a
     time: sources in the order given, seed files in seed order, table rows in file order."""
     lo, hi = plan.bounds[partition], plan.bounds[partition + 1]
-    n = len(plan.problems)
+    n = plan.n_problems
     seed_files, tables = [], {}
     starts = plan.block_starts()
     position = {line: number for number, line in enumerate(starts)}

@@ -47,7 +47,9 @@ def make_plan(problems, sample_paths: list[str], dedup: str, include_gold: bool,
            "inputs": [[f.path, *_stamp(f.path)] for s in sources for f in (s.seed_files or [s])]}
     digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
     work = Path(work_root) / f"collect-{digest}"
-    return CollectPlan(problems, sources, dedup, include_gold, bounds, str(work), shard_rows, block)
+    plan = CollectPlan(problems, sources, dedup, include_gold, bounds, str(work), shard_rows, block)
+    plan.write_problems()
+    return plan
 
 
 def _stamp(path: str) -> tuple[int, int]:
@@ -86,13 +88,11 @@ class CollectPartitions(PipelineStep):
         self.plan = plan
 
     def run(self, data=None, rank: int = 0, world_size: int = 1):
-        judge = None
         for partition in range(rank, self.plan.partitions, world_size):
             if self.plan.part_done(partition).exists():
                 continue
-            judge = judge or JUDGES[self.plan.dedup](self.plan.problems)
             with _reported(self.plan, f"partition-{partition}"):
-                task = collect_partition(self.plan, partition, judge)
+                task = collect_partition(self.plan, partition)
             self.stat_update("partitions")
             self.stat_update("samples", value=task["samples"])
         return data
@@ -195,8 +195,8 @@ def merge(plan: CollectPlan) -> CollectOutcome:
         total.merge(PartialStats.from_json(record["stats"]))
         files += [plan.path("parts", name) for name in record["files"]]
         tasks.append(record["task"])
-    judge = JUDGES[plan.dedup](plan.problems)
-    stats = build_stats(plan.problems, total, judge, plan.sources, plan.include_gold)
+    stats = build_stats(plan.n_problems, total, JUDGES[plan.dedup], plan.sources, plan.include_gold)
+    judge = JUDGES[plan.dedup](plan.problems) if plan.problems is not None else None  # for synthesized rows
     return CollectOutcome(plan, stats, files, judge, tasks)
 
 

@@ -14,7 +14,7 @@ class PartialStats:
 
     COUNTERS = ("reasons", "model_samples", "model_correct", "kept_by_model", "only_solver", "distinct",
                 "firsts", "pass_rate", "reasoning_chars", "reasoning_tokens")
-    NUMBERS = ("problems", "samples", "correct", "replacements", "levenshtein_calls", "most")
+    NUMBERS = ("problems", "samples", "correct", "replacements", "levenshtein_calls", "most", "gold_unparseable")
 
     def __init__(self) -> None:
         for name in self.COUNTERS:
@@ -33,6 +33,7 @@ class PartialStats:
     def add_problem(self, problem, result, judge) -> None:
         """Fold one collected problem (a collect.ProblemResult) in."""
         self.problems += 1
+        self.gold_unparseable += judge.gold[problem.index - judge.offset] is None  # no sample can match these
         self.samples += result.samples
         self.correct += result.correct
         self.distinct[len(result.kept)] += 1
@@ -80,7 +81,7 @@ class PartialStats:
         return self
 
 
-def build_stats(problems, total: PartialStats, judge, sources, include_gold: bool) -> dict:
+def build_stats(problems: int, total: PartialStats, judge, sources, include_gold: bool) -> dict:
     """The stats.json of a collect run (integers at top level: samples, correct, distinct) from the merged
     partial statistics of every input file and partition."""
     models = [s.model for s in sources if not s.is_table]  # a table's rows name their model
@@ -89,19 +90,19 @@ def build_stats(problems, total: PartialStats, judge, sources, include_gold: boo
             models.append(name)
     reasoning = reasoning_stats(total)
     return {
-        "problems": len(problems),
+        "problems": problems,
         "samples": total.samples,
         "correct": total.correct,
         "distinct": sum(k * v for k, v in total.distinct.items()),
-        "gold_rows": len(problems) if include_gold else 0,
-        "gold_unparseable": sum(1 for value in judge.gold if value is None),  # no sample can match these
+        "gold_rows": problems if include_gold else 0,
+        "gold_unparseable": total.gold_unparseable,
         "dedup": judge.name,
         "verifier": judge.verifier,
         "rejected": dict(sorted(total.reasons.items())),
         "replacements": total.replacements,
         "levenshtein_calls": total.levenshtein_calls,
         "distinct_per_problem": {str(k): v for k, v in sorted(total.distinct.items())},
-        "pass_at_k": pass_at_k(total.firsts, total.most, len(problems)),
+        "pass_at_k": pass_at_k(total.firsts, total.most, problems),
         "pass_rate_histogram": pass_rate_histogram(total.pass_rate),
         "models": {m: {"samples": total.model_samples[m], "correct": total.model_correct[m],
                        "kept": total.kept_by_model[m], "only_solver": total.only_solver[m]} for m in models},
@@ -166,7 +167,7 @@ def audit_problem(problem, result, judge) -> dict | None:
     if votes < AUDIT_MIN_VOTES:
         return None
     answer, count = result.answers.most_common(1)[0]
-    gold = judge.gold[problem.index]
+    gold = judge.gold[problem.index - judge.offset]
     if count * 2 > votes and answer != gold and not (gold is not None and _same(answer, gold)):
         return {"problem_id": problem.problem_id, "index": problem.index, "gold": judge.gold_answer(problem.index),
                 "majority": str(answer), "votes": count, "parseable": votes}

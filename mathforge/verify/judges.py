@@ -17,7 +17,8 @@ class PaperJudge:
     name = "paper"
     verifier = "mathforge-paper/1 (gsm8k-ScRel rule: float(#### x) == gold; |lhs-rhs| < 1e-3 per <<lhs=rhs>>)"
 
-    def __init__(self, problems: list):
+    def __init__(self, problems: list, offset: int = 0):
+        self.offset = offset  # problems[0] is problem `offset` (a partition's judge holds only its problems)
         self.gold = []
         for p in problems:
             answer = paper_extract(p.solution)
@@ -25,7 +26,7 @@ class PaperJudge:
         self._checked: dict[str, bool] = {}
 
     def gold_answer(self, index: int) -> str | None:
-        value = self.gold[index]
+        value = self.gold[index - self.offset]
         return None if value is None else repr(value)
 
     def judge(self, index: int, text: str) -> tuple[str, object, str | None]:
@@ -34,7 +35,7 @@ class PaperJudge:
         if answer is None:
             return UNPARSEABLE, None, None
         value = float(answer)
-        gold = self.gold[index]
+        gold = self.gold[index - self.offset]
         if gold is None or value != gold:
             return WRONG, value, None
         bodies = annotations(text)
@@ -58,7 +59,8 @@ class CanonicalJudge:
     name = "canonical"
     verifier = f"mathforge-canonical/1 ({VERIFIER})"
 
-    def __init__(self, problems: list):
+    def __init__(self, problems: list, offset: int = 0):
+        self.offset = offset  # problems[0] is problem `offset` (a partition's judge holds only its problems)
         self.problems = problems
         self.gold: list[Fraction | None] = []
         for p in problems:
@@ -68,14 +70,14 @@ class CanonicalJudge:
         self._numbers: dict[str, Fraction | None] = {}
 
     def gold_answer(self, index: int) -> str | None:
-        value = self.gold[index]
+        value = self.gold[index - self.offset]
         if value is not None:
             return format_number(value)
-        problem = self.problems[index]  # a LaTeX (or other non-number) gold answer, as the grader reads it
+        problem = self.problems[index - self.offset]  # a LaTeX (or other non-number) gold answer, as the grader reads it
         return reference_answer(problem.solution, getattr(problem, "answer_kind", "auto"))
 
     def judge(self, index: int, text: str) -> tuple[str, object, str | None]:
-        gold = self.gold[index]
+        gold = self.gold[index - self.offset]
         answer = gsm8k_extract(text)
         if gold is not None and answer is None:
             return UNPARSEABLE, None, None
@@ -86,7 +88,7 @@ class CanonicalJudge:
             if value != gold:
                 return WRONG, value, None
         else:
-            problem = self.problems[index]
+            problem = self.problems[index - self.offset]
             verdict = grade(problem.solution, text, KINDS[getattr(problem, "answer_kind", "auto")])
             if verdict.verdict != "correct":
                 return (WRONG if verdict.verdict == "wrong" else UNPARSEABLE), verdict.pred, None
