@@ -52,7 +52,7 @@ def run_recipe(recipe: Recipe, out_dir: str | Path | None = None, overwrite: boo
 def run_collect(problems: list[Problem], sample_paths: list[str], out_dir: str | Path, dedup: str = "paper",
                 include_gold: bool = True, workers: int | None = None, overwrite: bool = False,
                 shard_rows: int = 100_000, executor: Executor | None = None, tasks: int | None = None,
-                partitions: int | None = None) -> BuildResult:
+                partitions: int | None = None, max_sample_chars: int | None = None) -> BuildResult:
     """`mathforge collect` without a recipe: collect samples against gold problems as datatrove tasks (`tasks`,
     default: one per core, `workers` at once) over fixed partitions, and write shards + stats.json. The work dir
     beside OUT_DIR keeps finished partitions, so a killed run resumes; it goes once the output is in place."""
@@ -61,7 +61,7 @@ def run_collect(problems: list[Problem], sample_paths: list[str], out_dir: str |
     started = time.perf_counter()
     tasks = tasks or workers or default_tasks()
     plan = make_plan(problems, list(sample_paths), dedup, include_gold, out_dir.parent / f".{out_dir.name}.work",
-                     partitions, shard_rows)
+                     partitions, shard_rows, **({"max_chars": max_sample_chars} if max_sample_chars else {}))
     # `mathforge collect` starts no threads before this point, so its local tasks may fork
     outcome = run_collect_plan(plan, executor, tasks, workers, publish_to=(str(out_dir), overwrite), fork=True)
     if executor is not None and executor.type == "slurm":

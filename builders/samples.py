@@ -14,6 +14,7 @@ from mathforge.tables import iter_table
 
 SCREL_FILE_RE = re.compile(r"^raw_generation_(?P<temp>[^_/]+)_(?P<seed>\d+)\.json$")
 TEXT_COLUMNS = ("solution", "completion", "response", "output", "text")
+INT64_MIN, INT64_MAX = -(1 << 63), (1 << 63) - 1  # the corpus's seed column is int64
 
 
 @dataclass(frozen=True)
@@ -50,7 +51,10 @@ def discover(path: str | Path) -> SampleSource:
                     temp = float(match["temp"])
                 except ValueError:
                     temp = None
-                files.append(SeedFile(str(child), temp, int(match["seed"])))
+                seed = int(match["seed"])
+                if seed > INT64_MAX:
+                    raise InputError("the seed in this file name does not fit in a signed 64-bit integer", str(child))
+                files.append(SeedFile(str(child), temp, seed))
         if not files:
             raise InputError("no raw_generation_<T>_<seed>.json files in this directory", str(path))
         files.sort(key=lambda f: (f.seed, f.temperature or 0.0, f.path))
@@ -161,25 +165,39 @@ def iter_table_samples(source: SampleSource, problems: list[Problem], text_col: 
     for row, number in iter_table(source.path):
         problem = _resolve(row, by_id, by_question, len(problems))
         text = row.get(text_col)
-        if problem is None:
+        seed, index, temp, model = row.get("seed"), row.get("sample_index"), row.get("temperature"), row.get("model")
+        if isinstance(row.get("problem_id"), (list, dict)):
+            yield number, f"problem_id is not a string (a {type(row['problem_id']).__name__})"
+        elif problem is None:
             yield number, "unknown problem"
         elif not isinstance(text, str):
             yield number, f"{text_col} is not a string"
+        elif _integer(seed) and not INT64_MIN <= seed <= INT64_MAX:
+            # the corpus stores seeds as int64: a seed past it (e.g. a 20-digit one) is rejected, never wrapped
+            yield number, "seed does not fit in a signed 64-bit integer"
+        elif not (model is None or isinstance(model, str) or _integer(model)):
+            yield number, "model is not a string"
         else:
-            seed, index, temp = row.get("seed"), row.get("sample_index"), row.get("temperature")
             reasoning = row.get("reasoning")
-            yield TableSample(problem, str(row.get("model") or source.model), text,
-                              seed if isinstance(seed, int) else None,
-                              index if isinstance(index, int) else None, number,
-                              float(temp) if isinstance(temp, (int, float)) else None,
+            yield TableSample(problem, str(model or source.model), text,
+                              seed if _integer(seed) else None,
+                              index if _integer(index) and INT64_MIN <= index <= INT64_MAX else None, number,
+                              float(temp) if isinstance(temp, (int, float)) and abs(temp) < 1e300 else None,
                               reasoning if isinstance(reasoning, str) and reasoning else None)
 
 
+def _integer(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
 def _resolve(row: dict, by_id: dict, by_question: dict, n: int) -> int | None:
-    if row.get("problem_id") in by_id:
-        return by_id[row["problem_id"]]
+    """The gold problem a row names (by problem_id, idx or question text); None when it names none, or names it
+    with a value of the wrong type (a list, a mapping: never looked up)."""
+    problem_id = row.get("problem_id")
+    if isinstance(problem_id, str) and problem_id in by_id:
+        return by_id[problem_id]
     idx = row.get("idx")
-    if isinstance(idx, int) and not isinstance(idx, bool) and 0 <= idx < n:
+    if _integer(idx) and 0 <= idx < n:
         return idx
     question = row.get("question", row.get("query"))
     return by_question.get(question) if isinstance(question, str) else None

@@ -220,3 +220,16 @@ def test_blocks_inside_a_partition_read_the_same_samples(screl):
     expected = reference_collect([json.loads(line) for line in open(screl["gold"])], screl["models"])
     kept = _kept([dict(zip(rows[0], values)) for values in zip(*rows[0].values())])
     assert all(kept.get(p.problem_id, []) == expected[p.index] for p in problems)
+
+
+def test_an_over_long_sample_is_rejected_as_too_long(screl):
+    """A 40 KB line (the audit's hostile shape) is counted as `too long`, with its file and line, and not judged."""
+    problems = load_local(screl["gold"])
+    seed_file = Path(screl["models"][0]) / "raw_generation_0.7_0.json"
+    lines = seed_file.read_bytes().split(b"\n")
+    lines[3] = orjson.dumps([["prompt", "####" + " " * 40_000 + "x"]])
+    seed_file.write_bytes(b"\n".join(lines))
+    stats = run_collect(problems, screl["models"], screl["tmp"] / "o", "paper", tasks=1).stats
+    assert stats["rejected"]["too long"] == 1
+    assert {"source": str(seed_file), "line": 4, "reason": "too long"} in stats["rejected_examples"]
+    assert stats["samples"] == 1080

@@ -302,7 +302,7 @@ def pipeline(mp: ModelPass, tasks: int) -> list:
     from datatrove.pipeline.inference.run_inference import InferenceConfig
     from datatrove.pipeline.readers import JsonlReader
     from datatrove.pipeline.writers import JsonlWriter
-    from mathforge.builders.generation.client import Runner
+    from mathforge.builders.generation.servers import LaunchingRunner
 
     stage, spec = mp.stage, mp.spec
     server_type = "endpoint" if spec.backend in ("endpoint", "local", "batched", "scripted") else spec.backend
@@ -312,11 +312,14 @@ def pipeline(mp: ModelPass, tasks: int) -> list:
         max_concurrent_documents=max(2, -(-stage.concurrency // stage.k) + 1), request_timeout=stage.request_timeout,
         metric_interval=60, server_log_folder=str(mp.dir / "server-logs"),
         model_kwargs={"revision": spec.revision} if spec.revision and server_type != "endpoint" else None)
-    if spec.api_key_env:
-        config.model_kwargs = {"api_key_env": spec.api_key_env}
+    if spec.api_key_env:  # beside the revision: a launched server gets the one, never the other (servers.OWN_KWARGS)
+        config.model_kwargs = {**(config.model_kwargs or {}), "api_key_env": spec.api_key_env}
     writer = JsonlWriter(str(mp.dir / "output"), output_filename="${rank}_${chunk_index}.jsonl", compression=None)
-    runner = Runner(sample_problem, config, writer, shared_context={"spec": rollout_spec(mp)},
-                    checkpoints_local_dir=str(mp.dir / "checkpoints"), records_per_chunk=stage.checkpoint_every)
+    # vLLM/SGLang launched here bind 127.0.0.1 and run no code from the model repository unless the recipe says so
+    runner = LaunchingRunner(sample_problem, config, writer, shared_context={"spec": rollout_spec(mp)},
+                             checkpoints_local_dir=str(mp.dir / "checkpoints"),
+                             records_per_chunk=stage.checkpoint_every, host=getattr(spec, "host", None),
+                             trust_remote_code=bool(getattr(spec, "trust_remote_code", False)))
     reader = JsonlReader(str(mp.dir / "input"), compression=None, glob_pattern="*.jsonl", add_file_path=False)
     return [reader, runner]
 

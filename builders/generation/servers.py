@@ -1,4 +1,4 @@
-"""Local model servers on 127.0.0.1 (`local`: transformers serve, `batched`: mathforge's batch server): start, wait, stop."""
+"""Model servers mathforge launches, on 127.0.0.1 unless a recipe says otherwise: local, batched, vLLM, SGLang."""
 from __future__ import annotations
 
 import os
@@ -12,7 +12,12 @@ import time
 import urllib.request
 from pathlib import Path
 
+from mathforge.builders.generation.client import Runner, Sglang, Vllm
+
 from mathforge.errors import InputError
+
+LOOPBACK = "127.0.0.1"
+OWN_KWARGS = ("api_key_env",)  # model_kwargs that mathforge reads itself: never passed to a server as flags
 
 
 def free_port() -> int:
@@ -112,3 +117,121 @@ class LocalServer:
 
     def __exit__(self, *exc) -> None:
         self.stop()
+
+
+# --------------------------------------------------------------------------- vLLM and SGLang (launched by datatrove)
+# datatrove starts `vllm serve MODEL --trust-remote-code` with no --host: the server listens on every interface and
+# runs code from the model repository. mathforge's launch binds 127.0.0.1 and trusts no remote code unless the
+# recipe's model sets `host` / `trust_remote_code`.
+def server_flags(options: dict) -> list[str]:
+    """model_kwargs as datatrove writes them: True -> --k, False -> --no-k, else --k=v (mathforge's keys left out)."""
+    flags = []
+    for key, value in options.items():
+        if key in OWN_KWARGS:
+            continue
+        flags.append(f"--{key}" if value is True else f"--no-{key}" if value is False else f"--{key}={value}")
+    return flags
+
+
+def _parallel(config, names: tuple[str, str, str]) -> dict:
+    options = dict(config.model_kwargs or {})
+    for size, name in zip((config.tp, config.dp, config.pp), names):
+        if size > 1 and name not in options:
+            options[name] = size
+    return options
+
+
+def vllm_command(config, port: int, host: str = LOOPBACK, trust_remote_code: bool = False) -> list[str]:
+    """`vllm serve` for an InferenceConfig, bound to `host`; --trust-remote-code only when asked for."""
+    command = ["vllm", "serve", config.model_name_or_path, "--host", host, "--port", str(port),
+               "--max-model-len", str(config.model_max_context), "--disable-uvicorn-access-log"]
+    if trust_remote_code:
+        command.append("--trust-remote-code")
+    options = _parallel(config, ("tensor-parallel-size", "data-parallel-size", "pipeline-parallel-size"))
+    return command + server_flags(options)
+
+
+def sglang_command(config, port: int, host: str = LOOPBACK, trust_remote_code: bool = False, n_nodes: int = 1,
+                   node_rank: int = 0, dist_init_addr: str = "localhost") -> list[str]:
+    """`python -m sglang.launch_server` for an InferenceConfig, bound to `host`; --trust-remote-code only when asked."""
+    command = [sys.executable, "-m", "sglang.launch_server", "--model-path", config.model_name_or_path,
+               "--host", host, "--port", str(port), "--allow-auto-truncate",
+               "--context-length", str(config.model_max_context), "--log-level-http", "warning",
+               "--nnodes", str(n_nodes), "--node-rank", str(node_rank),
+               "--dist-init-addr", f"{dist_init_addr}:{config.master_port}"]
+    if trust_remote_code:
+        command.append("--trust-remote-code")
+    return command + server_flags(_parallel(config, ("tp-size", "dp-size", "pp-size")))
+
+
+def client_host(host: str) -> str:
+    """Where this node reaches a server bound to `host` (a wildcard bind is reached on loopback)."""
+    if host in ("", "0.0.0.0", "::"):
+        return LOOPBACK
+    return f"[{host}]" if ":" in host else host
+
+
+class LaunchOptions:
+    """How a launched server binds and whether it may run the model repository's code."""
+
+    def __init__(self, config, rank: int, host: str | None = None, trust_remote_code: bool = False):
+        self.host = host or LOOPBACK
+        self.trust_remote_code = bool(trust_remote_code)
+        super().__init__(config, rank)
+
+    def get_base_url(self) -> str:
+        return f"http://{client_host(self.host)}:{self._port}"
+
+    async def _spawn(self, command: list[str], env: dict | None = None):
+        import asyncio
+
+        from loguru import logger
+
+        logger.debug(f"Starting {self.label} with command: {' '.join(command)}")
+        return await asyncio.create_subprocess_exec(*command, stdout=asyncio.subprocess.PIPE,
+                                                    stderr=asyncio.subprocess.PIPE, env=env)
+
+
+class VllmServer(LaunchOptions, Vllm):
+    """vLLM launched by datatrove on this node, on `host` (default 127.0.0.1), remote code off by default."""
+
+    label = "vLLM server"
+
+    def command(self) -> list[str]:
+        return vllm_command(self.config, self._port, self.host, self.trust_remote_code)
+
+    async def _start_vllm_task(self):
+        env = dict(os.environ)
+        env.setdefault("USE_TF", "0")  # as datatrove: TensorFlow adds tens of seconds to vLLM's start
+        env.setdefault("TRANSFORMERS_NO_TF", "1")
+        return await self._spawn(self.command(), env)
+
+
+class SglangServer(LaunchOptions, Sglang):
+    """SGLang launched by datatrove on this node, on `host` (default 127.0.0.1), remote code off by default."""
+
+    label = "SGLang server"
+
+    def command(self, n_nodes: int = 1, node_rank: int = 0, dist_init_addr: str = "localhost") -> list[str]:
+        return sglang_command(self.config, self._port, self.host, self.trust_remote_code, n_nodes, node_rank,
+                              dist_init_addr)
+
+    async def create_sglang_task(self, n_nodes: int = 1, node_rank: int = 0, dist_init_addr: str = "localhost"):
+        return await self._spawn(self.command(n_nodes, node_rank, dist_init_addr))
+
+
+LAUNCHED = {"vllm": VllmServer, "sglang": SglangServer}
+
+
+class LaunchingRunner(Runner):
+    """The sampling Runner; the vLLM/SGLang servers it launches bind `host` and trust remote code only if told."""
+
+    def __init__(self, *args, host: str | None = None, trust_remote_code: bool = False, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.host, self.trust_remote_code = host, trust_remote_code
+
+    def _init_server(self, rank: int):
+        server = LAUNCHED.get(self.config.server_type)
+        if server is None:
+            return super()._init_server(rank)
+        return server(self.config, rank, host=self.host, trust_remote_code=self.trust_remote_code)

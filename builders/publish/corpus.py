@@ -158,12 +158,32 @@ def write_parquet(table: pa.Table, path: Path) -> None:
 def write_output(out_dir: str | Path, columns: dict[str, list] | None, stats: dict, overwrite: bool = False,
                  shard_rows: int = SHARD_ROWS, extra=None) -> list[Path]:
     """Write shards + stats.json (+ whatever `extra(staging)` adds) into a temporary sibling, then move it into
-    place: never a half-written OUT_DIR."""
+    place: never a half-written OUT_DIR.
+
+    The sibling is `.<name>.<host>-<pid>-<random>` (the owner in the name: a file inside would become part of the
+    build). Staging and trash siblings of this output left by a killed run (same host, owner process dead) are
+    removed first; anyone else's, or ones still in use, are left alone."""
+    import re
+    import socket
+
     out_dir = Path(out_dir)
     if out_dir.exists() and any(out_dir.iterdir()) and not overwrite:
         raise InputError("output directory exists and is not empty (use --overwrite)", str(out_dir))
     out_dir.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
+    host = re.sub(r"[^A-Za-z0-9]", "", socket.gethostname())[:32] or "host"
+    owned = re.compile(rf"\.{re.escape(out_dir.name)}\.(?:old-)?{re.escape(host)}-(\d+)(?:-[a-z0-9_]+)?")
+    for leftover in out_dir.parent.iterdir():
+        found = owned.fullmatch(leftover.name)
+        if not found or int(found[1]) == os.getpid() or not leftover.is_dir() or leftover.is_symlink():
+            continue
+        try:
+            os.kill(int(found[1]), 0)
+            continue  # its owner still runs: in use
+        except ProcessLookupError:
+            shutil.rmtree(leftover, ignore_errors=True)
+        except (PermissionError, OverflowError, OSError):
+            continue  # another user's live process, or not a pid we can ask about
+    staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.{host}-{os.getpid()}-", dir=out_dir.parent))
     os.chmod(staging, 0o755)
     try:
         if columns is not None:  # None: `extra` places the shards itself
@@ -171,16 +191,17 @@ def write_output(out_dir: str | Path, columns: dict[str, list] | None, stats: di
         (staging / "stats.json").write_text(json.dumps(stats, indent=2, sort_keys=True) + "\n")
         if extra is not None:
             extra(staging)
-        _replace_dir(staging, out_dir)
+        _replace_dir(staging, out_dir, host)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
     return sorted((out_dir / "data").glob("*.parquet"))
 
 
-def _replace_dir(staging: Path, out_dir: Path) -> None:
+def _replace_dir(staging: Path, out_dir: Path, host: str = "host") -> None:
     if out_dir.exists():
-        trash = out_dir.with_name(f".{out_dir.name}.old-{os.getpid()}")
+        trash = out_dir.with_name(f".{out_dir.name}.old-{host}-{os.getpid()}")  # found by write_output if killed here
+        shutil.rmtree(trash, ignore_errors=True)
         os.rename(out_dir, trash)
         os.rename(staging, out_dir)
         shutil.rmtree(trash, ignore_errors=True)

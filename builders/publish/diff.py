@@ -7,6 +7,7 @@ from collections import Counter
 from pathlib import Path
 
 import pyarrow.parquet as pq
+from mathforge.builders.publish.manifest import read_manifest
 
 STAT_KEYS = ("problems", "samples", "correct", "distinct", "gold_rows")
 
@@ -20,9 +21,12 @@ def _rows(build: Path) -> tuple[set[str], set[tuple]]:
 
 
 def _concat(build: Path) -> dict[str, list]:
+    """The default config's rows, from the shards the manifest lists (never a glob: an extra file is not read)."""
     columns: dict[str, list] = {"problem_id": [], "method": [], "model": [], "solution": []}
-    for shard in sorted((build / "data").glob("*.parquet")):
-        part = pq.read_table(shard, columns=list(columns)).to_pydict()
+    shards = [rel for rel in read_manifest(build)["files"] if rel.startswith("data/") and rel.endswith(".parquet")
+              and rel.count("/") == 1]
+    for shard in sorted(shards):
+        part = pq.read_table(build / shard, columns=list(columns)).to_pydict()
         for name in columns:
             columns[name].extend(part[name])
     return columns
@@ -35,8 +39,7 @@ def diff_builds(a: Path, b: Path) -> dict:
     removed = Counter((m, mo) for _, m, mo, _ in solutions_a - solutions_b)
     stats_a = json.loads((a / "stats.json").read_text())
     stats_b = json.loads((b / "stats.json").read_text())
-    manifest_a = json.loads((a / "manifest.json").read_text())
-    manifest_b = json.loads((b / "manifest.json").read_text())
+    manifest_a, manifest_b = read_manifest(a), read_manifest(b)
     return {
         "a": {"name": manifest_a["name"], "version": manifest_a["version"], "fingerprint": manifest_a["fingerprint"]},
         "b": {"name": manifest_b["name"], "version": manifest_b["version"], "fingerprint": manifest_b["fingerprint"]},

@@ -9,12 +9,14 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from mathforge.builders.publish.manifest import read_manifest, verify
+from mathforge.builders.publish.manifest import MANIFEST, IntegrityError, read_manifest, verify
 from mathforge.builders.recipe import SEMVER_RE
 
 from mathforge.errors import InputError
 
 REPO_RE = re.compile(r"^(?P<repo>[A-Za-z0-9][\w.-]*/[A-Za-z0-9][\w.-]*)(?:@(?P<revision>[^\s@]+))?$")
+COMMIT_RE = re.compile(r"[0-9a-f]{40}")
+HUB_METADATA = ".gitattributes"  # the Hub keeps it in every repo; not part of a build unless its manifest says so
 
 
 @dataclass(frozen=True)
@@ -27,12 +29,41 @@ class DatasetRef:
     revision: str | None = None
 
 
+def revision_problem(revision: str) -> str | None:
+    """Why `revision` is neither a 40-hex commit nor a tag / branch name by git's ref rules (None when it is one)."""
+    if COMMIT_RE.fullmatch(revision):
+        return None
+    if any(ord(c) < 32 or ord(c) == 127 or c in " ~^:?*[\\" for c in revision):
+        return "contains a space, a control character or one of ~ ^ : ? * [ \\"
+    if revision == "@" or "@{" in revision:
+        return "is `@` or contains `@{`"
+    if ".." in revision:
+        return "contains `..`"
+    if revision.startswith("-"):
+        return "starts with `-`"
+    parts = revision.split("/")
+    if "" in parts:
+        return "has an empty path component (leading, trailing or double `/`)"
+    if any(part.startswith(".") or part.endswith(".lock") for part in parts):
+        return "has a component starting with `.` or ending with `.lock`"
+    if revision.endswith("."):
+        return "ends with `.`"
+    return None
+
+
 def parse_ref(text: str) -> DatasetRef:
-    """`org/name@v1.2.0` (a bare `1.2.0` means the tag `v1.2.0`; no `@` means main) or an existing directory."""
-    path = Path(text).expanduser()
-    if path.exists() or text.startswith(("/", "./", "../", "~")):
-        return DatasetRef(text, path=path)
+    """`org/name@v1.2.0` (a bare `1.2.0` means the tag `v1.2.0`; no `@` means main) or an existing directory.
+
+    The revision is checked (git ref rules, or a 40-hex commit) here, before anything touches the filesystem:
+    it names the cache directory."""
     match = REPO_RE.match(text)
+    if match and match["revision"] is not None:
+        problem = revision_problem(match["revision"])
+        if problem:
+            raise InputError(f"revision {match['revision']!r} is not a tag, branch or commit: it {problem}", text)
+    path = Path(text).expanduser()
+    if text.startswith(("/", "./", "../", "~")) or path.exists():
+        return DatasetRef(text, path=path)
     if not match:
         raise InputError("not a build directory and not a Hub reference org/name[@version]", text)
     revision = match["revision"]
@@ -45,6 +76,13 @@ def cache_root() -> Path:
     return Path(os.environ.get("MATHFORGE_CACHE", Path.home() / ".cache" / "mathforge")) / "datasets"
 
 
+def cache_dir(ref: DatasetRef) -> Path:
+    """The cache directory of a Hub revision: one folder per repo, one per revision (`/` in a branch as `--`)."""
+    if revision_problem(ref.revision):  # parse_ref checked it; a hand-made DatasetRef is checked here
+        raise InputError(f"revision {ref.revision!r} is not a tag, branch or commit", ref.text)
+    return cache_root() / ref.repo.replace("/", "--") / ref.revision.replace("/", "--")
+
+
 def resolve(text: str, out: str | Path | None = None) -> Path:
     """A verified local directory for a reference: the build itself, or a pulled (cached) Hub revision."""
     ref = parse_ref(text)
@@ -53,39 +91,74 @@ def resolve(text: str, out: str | Path | None = None) -> Path:
             raise InputError("build directory does not exist", str(ref.path))
         verify(ref.path)
         return ref.path
-    target = Path(out) if out else cache_root() / ref.repo.replace("/", "--") / ref.revision
+    target = Path(out) if out else cache_dir(ref)
     if target.exists() and (target / "manifest.json").exists() and out is None:
-        verify(target)
-        return target
+        try:
+            verify(target)
+            return target
+        except InputError as bad:  # a damaged or stale cached copy: fetch it again (verified) or say both
+            try:
+                return pull(ref, target)
+            except InputError as exc:
+                raise InputError(f"the cached copy does not verify ({bad.message.splitlines()[0]}) and pulling it "
+                                 f"again failed: {exc.message}", ref.text) from None
     return pull(ref, target)
 
 
 def pull(ref: DatasetRef, target: Path) -> Path:
-    """Download one revision into `target` (staged, then moved into place) and check every sha256."""
-    from huggingface_hub import snapshot_download
+    """Download one revision into `target` (staged, then moved into place). The manifest is the closed list of the
+    build's files: its paths must be safe, the remote files must be exactly those it lists, and every sha256 must
+    match; anything else fails before the build is moved into place."""
+    from huggingface_hub import HfApi, hf_hub_download, snapshot_download
     from huggingface_hub.errors import (
+        EntryNotFoundError,
         LocalEntryNotFoundError,
         OfflineModeIsEnabled,
         RepositoryNotFoundError,
         RevisionNotFoundError,
     )
 
+    where = f"{ref.repo}@{ref.revision}"
     if target.exists() and any(target.iterdir()) and not (target / "manifest.json").exists():
         raise InputError("exists, is not empty and is not a build: refusing to overwrite", str(target))
+    api = HfApi()
+    try:
+        commit = api.repo_info(ref.repo, repo_type="dataset", revision=ref.revision).sha
+        # everything below reads this one commit, whatever the branch or tag does meanwhile
+        remote = set(api.list_repo_files(ref.repo, repo_type="dataset", revision=commit))
+    except RevisionNotFoundError:
+        raise InputError(f"revision {ref.revision!r} does not exist in {ref.repo}", ref.text) from None
+    except RepositoryNotFoundError:
+        raise InputError("dataset repo not found (or not visible with your token)", ref.text) from None
+    except (OfflineModeIsEnabled, LocalEntryNotFoundError) as exc:
+        raise InputError(f"cannot reach the Hub to resolve it and it is not cached ({type(exc).__name__})",
+                         ref.text) from None
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
     try:
+        if MANIFEST not in remote:
+            raise InputError("not a mathforge build (no manifest.json)", where)
         try:
-            snapshot_download(ref.repo, repo_type="dataset", revision=ref.revision, local_dir=staging)
-        except RevisionNotFoundError:
-            raise InputError(f"revision {ref.revision!r} does not exist in {ref.repo}", ref.text) from None
-        except RepositoryNotFoundError:
-            raise InputError("dataset repo not found (or not visible with your token)", ref.text) from None
-        except (OfflineModeIsEnabled, LocalEntryNotFoundError) as exc:
-            raise InputError(f"cannot reach the Hub to resolve it and it is not cached ({type(exc).__name__})",
-                             ref.text) from None
+            hf_hub_download(ref.repo, MANIFEST, repo_type="dataset", revision=commit, local_dir=staging)
+        except EntryNotFoundError:
+            raise InputError("not a mathforge build (no manifest.json)", where) from None
+        try:
+            manifest = read_manifest(staging)
+        except InputError as exc:  # named by where it came from, not by the staging directory
+            raise InputError(exc.message, f"{where}: {MANIFEST}", exc.line, exc.key) from None
+        listed = set(manifest["files"])
+        ignored = set() if HUB_METADATA in listed else {HUB_METADATA}
+        bad = [f"{rel}: not in the manifest" for rel in sorted(remote - listed - ignored - {MANIFEST})]
+        bad += [f"{rel}: missing" for rel in sorted(listed - remote)]
+        if bad:
+            raise IntegrityError(f"{len(bad)} file(s) do not match the manifest:\n  " + "\n  ".join(bad), where)
+        snapshot_download(ref.repo, repo_type="dataset", revision=commit, local_dir=staging,
+                          ignore_patterns=sorted(ignored) or None)
         shutil.rmtree(staging / ".cache", ignore_errors=True)  # huggingface_hub's local_dir metadata
-        verify(staging)
+        try:
+            verify(staging, manifest)
+        except IntegrityError as exc:
+            raise IntegrityError(exc.message, where) from None
         if target.exists():
             shutil.rmtree(target)
         os.rename(staging, target)
@@ -104,33 +177,104 @@ class PushResult:
     unchanged: bool
 
 
+PUSH_ATTEMPTS = 5  # `main` moved under us (another version pushed meanwhile): look again, this many times
+
+
 def push(build: str | Path, repo: str, private: bool = False) -> PushResult:
-    """Upload a verified build in one commit and tag it `v<version>`; same tag + same fingerprint is a no-op."""
-    from huggingface_hub import HfApi, hf_hub_download
+    """Upload a verified build in one commit on `main` and tag that exact commit `v<version>`; same tag + same
+    fingerprint is a no-op, other content under the tag is refused.
+
+    Concurrent pushes: the commit is made with `parent_commit` = the head whose state was checked, so the Hub
+    refuses it (412) if `main` moved meanwhile; then the state is read again. A version already on `main` (tagged,
+    or committed by a concurrent push that has not tagged it yet) is never committed twice, so a losing push
+    leaves `main` and the tag as the winner made them."""
+    from huggingface_hub import HfApi
+    from huggingface_hub.errors import HfHubHTTPError
 
     build = Path(build)
     manifest = verify(build)
     tag = f"v{manifest['version']}"
     if not REPO_RE.match(repo) or "@" in repo:
         raise InputError("expected a Hub repo id org/name", repo, key="--repo")
+    if revision_problem(tag):
+        raise InputError(f"version {manifest['version']!r} does not make a valid tag name", str(build), key="version")
+    ours = manifest["fingerprint"]
     api = HfApi()
     api.create_repo(repo, repo_type="dataset", private=private, exist_ok=True)
-    tags = {t.name for t in api.list_repo_refs(repo, repo_type="dataset").tags}
-    if tag in tags:
-        remote = json.loads(Path(hf_hub_download(repo, "manifest.json", repo_type="dataset", revision=tag))
-                            .read_text())
-        if remote.get("fingerprint") == manifest["fingerprint"]:
-            record_push(build, repo, tag)
-            return PushResult(repo, tag, manifest["fingerprint"], None, True)
-        raise InputError(f"{repo}@{tag} already exists with fingerprint {remote.get('fingerprint', '?')[:16]}; "
-                         f"this build is {manifest['fingerprint'][:16]}. Bump the recipe's version.", str(build))
-    commit = api.upload_folder(repo_id=repo, repo_type="dataset", folder_path=build, delete_patterns="*",
-                               commit_message=f"{manifest['name']} {tag}",
-                               commit_description=f"mathforge build, fingerprint {manifest['fingerprint']}")
-    api.create_tag(repo, tag=tag, revision=commit.oid, repo_type="dataset",
-                   tag_message=f"fingerprint {manifest['fingerprint']}")
+    for _ in range(PUSH_ATTEMPTS):
+        refs = api.list_repo_refs(repo, repo_type="dataset")
+        head = next((b.target_commit for b in refs.branches if b.name == "main"), None)
+        tagged = next((t.target_commit for t in refs.tags if t.name == tag), None)
+        if tagged is not None:
+            return _same_or_refuse(api, build, repo, tag, tagged, ours, tagged=True)
+        if head is not None and _remote_manifest(api, repo, head).get("version") == manifest["version"]:
+            # a concurrent (or interrupted) push committed this version and has not tagged it yet
+            return _same_or_refuse(api, build, repo, tag, head, ours, tagged=False)
+        try:
+            commit = api.upload_folder(repo_id=repo, repo_type="dataset", folder_path=build, delete_patterns="*",
+                                       commit_message=f"{manifest['name']} {tag}", parent_commit=head,
+                                       commit_description=f"mathforge build, fingerprint {ours}")
+        except HfHubHTTPError as exc:
+            if _status(exc) in (409, 412):  # main moved since `head`: nothing of ours was committed
+                continue
+            raise
+        _create_tag(api, repo, tag, commit.oid, ours)
+        record_push(build, repo, tag)
+        return PushResult(repo, tag, ours, commit.oid, False)
+    raise PushConflict(f"{repo}: main kept moving while pushing {tag} ({PUSH_ATTEMPTS} attempts); nothing of this "
+                       "build was committed. Run the push again.", str(build))
+
+
+class PushConflict(InputError):
+    """A push that lost a race with other pushes to the same repo; it changed nothing."""
+
+
+def _status(exc) -> int | None:
+    response = getattr(exc, "response", None)
+    return getattr(response, "status_code", None)
+
+
+def _remote_manifest(api, repo: str, revision: str) -> dict:
+    """The manifest at a commit of the repo ({} when there is none or it is not a JSON object)."""
+    from huggingface_hub.errors import EntryNotFoundError
+
+    try:
+        text = Path(api.hf_hub_download(repo, MANIFEST, repo_type="dataset", revision=revision)).read_text()
+        data = json.loads(text)
+    except (EntryNotFoundError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _same_or_refuse(api, build: Path, repo: str, tag: str, commit: str, ours: str, tagged: bool) -> PushResult:
+    """`commit` holds this version: a no-op if it is this very build (tagging it if it is not yet), else refused."""
+    theirs = _remote_manifest(api, repo, commit).get("fingerprint")
+    if theirs != ours:
+        how = "" if tagged else " (committed on main by another push, not tagged yet)"
+        raise InputError(f"{repo}@{tag} already exists{how} with fingerprint {str(theirs or '?')[:16]}; this build is "
+                         f"{ours[:16]}. Bump the recipe's version.", str(build))
+    if not tagged:
+        _create_tag(api, repo, tag, commit, ours)
     record_push(build, repo, tag)
-    return PushResult(repo, tag, manifest["fingerprint"], commit.oid, False)
+    return PushResult(repo, tag, ours, None, True)
+
+
+def _create_tag(api, repo: str, tag: str, commit: str, ours: str) -> None:
+    """Tag exactly `commit`; a tag created meanwhile by another push is fine only if it holds the same build."""
+    from huggingface_hub.errors import HfHubHTTPError
+
+    try:
+        api.create_tag(repo, tag=tag, revision=commit, repo_type="dataset", tag_message=f"fingerprint {ours}")
+    except HfHubHTTPError as exc:
+        if _status(exc) != 409:
+            raise
+        tagged = next((t.target_commit for t in api.list_repo_refs(repo, repo_type="dataset").tags
+                       if t.name == tag), None)
+        theirs = _remote_manifest(api, repo, tagged).get("fingerprint") if tagged else None
+        if tagged != commit and theirs != ours:
+            raise PushConflict(f"{repo}@{tag} was created by a concurrent push (fingerprint "
+                               f"{str(theirs or '?')[:16]}) while this build ({ours[:16]}) was committed as "
+                               f"{commit[:12]}; `main` and the tag now differ: push a new version.", repo) from None
 
 
 def pushes_file(build: Path) -> Path:
@@ -140,15 +284,22 @@ def pushes_file(build: Path) -> Path:
 def record_push(build: Path, repo: str, tag: str) -> None:
     """Remember where a build went, beside it (inside it would change its files)."""
     path = pushes_file(build)
-    seen = json.loads(path.read_text()) if path.exists() else []
+    seen = pushed_to(build)
     if f"{repo}@{tag}" not in seen:
         seen.append(f"{repo}@{tag}")
-    path.write_text(json.dumps(seen, indent=1) + "\n")
+    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", dir=path.parent)  # replaced whole: concurrent pushes
+    with os.fdopen(fd, "w") as handle:
+        handle.write(json.dumps(seen, indent=1) + "\n")
+    os.chmod(tmp, 0o644)
+    os.replace(tmp, path)
 
 
 def pushed_to(build: Path) -> list[str]:
-    path = pushes_file(build)
-    return json.loads(path.read_text()) if path.exists() else []
+    try:
+        seen = json.loads(pushes_file(build).read_text())
+    except (OSError, ValueError):
+        return []
+    return [str(item) for item in seen] if isinstance(seen, list) else []
 
 
 def local_builds(root: Path) -> list[dict]:

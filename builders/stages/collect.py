@@ -12,7 +12,7 @@ from typing import Literal, NamedTuple
 import pyarrow as pa
 from mathforge.builders.publish.corpus import SCHEMA, Corpus, append_method_rows, corpus_rows, write_parquet
 from mathforge.builders.stages.base import BuildState, Stage
-from mathforge.builders.stages.collect_inputs import CollectPlan, partition_samples, write_atomic
+from mathforge.builders.stages.collect_inputs import MAX_SAMPLE_CHARS, CollectPlan, partition_samples, write_atomic
 from mathforge.builders.stages.collect_stats import PartialStats
 
 from mathforge.verify.dedup import DUPLICATE, REPLACED, FarthestSet
@@ -47,7 +47,8 @@ class ProblemResult:
     solved_by: set = field(default_factory=set)
 
 
-def collect_problem(index: int, samples, judge, stats: PartialStats) -> ProblemResult:
+def collect_problem(index: int, samples, judge, stats: PartialStats,
+                    max_chars: int = MAX_SAMPLE_CHARS) -> ProblemResult:
     """Verify, calculator-check and dedup one problem's samples (in sample order) into its kept paths; each
     distinct text is judged once, and all of the problem's state is dropped when it returns."""
     result = ProblemResult(kept=[])
@@ -59,6 +60,9 @@ def collect_problem(index: int, samples, judge, stats: PartialStats) -> ProblemR
         text = sample.text
         if text is None:  # hostile or broken line: rejected with its reason, never a crash
             stats.reject(sample.source, sample.line, sample.reasoning)
+            continue
+        if len(text) > max_chars:
+            stats.reject(sample.source, sample.line, "too long")
             continue
         if sample.reasoning:
             stats.reasoning_chars[len(sample.reasoning)] += 1
@@ -117,7 +121,7 @@ def collect_partition(plan: CollectPlan, partition: int) -> dict:
                 break
 
     for index, samples in partition_samples(plan, partition):
-        result = collect_problem(index, samples, judge, stats)
+        result = collect_problem(index, samples, judge, stats, plan.max_chars)
         problem = problems[index - lo]
         stats.add_problem(problem, result, judge)
         rows = corpus_rows([problem], [result], judge, plan.include_gold)

@@ -20,6 +20,7 @@ from mathforge.builders.samples import (
 from mathforge.builders.sources import Problem
 from mathforge.builders.stages.collect_stats import PartialStats
 
+MAX_SAMPLE_CHARS = 32_768  # a longer solution text is rejected as `too long` (a loop, or an attack), not judged
 BLOCK_PROBLEMS = 256      # problems read from every seed file at once: memory is this x the samples per problem
 BUCKET_FLUSH = 1 << 23    # bytes of bucketed table rows held before they are appended to their partition files
 
@@ -37,6 +38,7 @@ class CollectPlan:
     work: str
     shard_rows: int
     block: int = BLOCK_PROBLEMS
+    max_chars: int = MAX_SAMPLE_CHARS
 
     @property
     def partitions(self) -> int:

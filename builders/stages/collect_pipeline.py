@@ -17,6 +17,7 @@ from mathforge.builders.samples import check_table, discover
 from mathforge.builders.stages.collect import collect_partition
 from mathforge.builders.stages.collect_inputs import (
     BLOCK_PROBLEMS,
+    MAX_SAMPLE_CHARS,
     CollectPlan,
     index_unit,
     partition_bounds,
@@ -32,7 +33,8 @@ FORMAT = 1  # bump when the work files change meaning: an old work dir is then n
 
 
 def make_plan(problems, sample_paths: list[str], dedup: str, include_gold: bool, work_root: str | Path,
-              partitions: int | None = None, shard_rows: int = 100_000, block: int = BLOCK_PROBLEMS) -> CollectPlan:
+              partitions: int | None = None, shard_rows: int = 100_000, block: int = BLOCK_PROBLEMS,
+              max_chars: int = MAX_SAMPLE_CHARS) -> CollectPlan:
     """Recognise the inputs (tables are checked for their columns here, before any task starts) and fix the
     partitions: `partitions` or one per 2,000 problems. The work dir is named by everything that determines the
     result, so a rerun with the same inputs resumes and a changed input starts afresh."""
@@ -43,11 +45,11 @@ def make_plan(problems, sample_paths: list[str], dedup: str, include_gold: bool,
     count = partitions or max(1, -(-len(problems) // PROBLEMS_PER_PARTITION))
     bounds = partition_bounds(len(problems), count)
     key = {"format": FORMAT, "problems": problems_digest(problems), "dedup": dedup, "gold": include_gold,
-           "bounds": bounds, "shard_rows": shard_rows, "block": block,
+           "bounds": bounds, "shard_rows": shard_rows, "block": block, "max_chars": max_chars,
            "inputs": [[f.path, *_stamp(f.path)] for s in sources for f in (s.seed_files or [s])]}
     digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
     work = Path(work_root) / f"collect-{digest}"
-    plan = CollectPlan(problems, sources, dedup, include_gold, bounds, str(work), shard_rows, block)
+    plan = CollectPlan(problems, sources, dedup, include_gold, bounds, str(work), shard_rows, block, max_chars)
     plan.write_problems()
     return plan
 
