@@ -42,7 +42,7 @@ def layer(module: str) -> str:
     if parts[1] == "__main__":
         return "cli"
     if parts[1] == "builders":
-        if len(parts) == 2 or parts[2] in ("recipe", "sources", "samples", "prompts"):
+        if len(parts) == 2 or parts[2] in ("recipe", "sources", "samples", "prompts", "hub_vocabulary"):
             return "base"
         return parts[2]  # generation, publish, stages, build
     raise AssertionError(f"no layer for {module}")

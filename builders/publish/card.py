@@ -5,30 +5,67 @@ import statistics
 from collections import Counter
 from pathlib import Path
 
-import yaml
+from huggingface_hub import DatasetCardData
+from mathforge.builders.hub_vocabulary import TASK_CATEGORIES, size_category
 
 CONFIGS = {"default": "data", "cpt": "cpt", "sft": "sft", "messages": "messages", "mix": "mix"}
 PLOTS = {"distinct_paths": "Distinct reasoning paths per problem", "pass_at_k": "pass@k against k",
          "pass_rate": "Problems by pass rate"}
 
 
-def size_category(rows: int) -> str:
-    for bound, label in ((1_000, "n<1K"), (10_000, "1K<n<10K"), (100_000, "10K<n<100K"),
-                         (1_000_000, "100K<n<1M"), (10_000_000, "1M<n<10M")):
-        if rows < bound:
-            return label
-    return "10M<n<100M"
-
-
-def front_matter(recipe, rows: dict[str, int]) -> dict:
+def card_data(recipe, rows: dict[str, int]) -> DatasetCardData:
+    """The card's YAML metadata as huggingface_hub's DatasetCardData: license, size and task categories from the
+    Hub's vocabularies, and one `configs` entry per config (default: the corpus with provenance)."""
     publish = recipe.publish
     names = [name for name in CONFIGS if name in rows] + sorted(n for n in rows if n.startswith("mix-"))
     configs = [{"config_name": name, "data_files": [{"split": "train", "path": f"{CONFIGS.get(name, name)}/*.parquet"}],
                 **({"default": True} if name == "default" else {})} for name in names]
-    return {"license": publish.license, "pretty_name": publish.pretty_name or recipe.name,
-            "language": ["en"], "task_categories": ["text-generation", "question-answering"],
-            "tags": sorted({"math", "mathforge", "synthetic", *publish.tags}),
-            "size_categories": [size_category(rows["default"])], "configs": configs}
+    return DatasetCardData(license=publish.license, pretty_name=publish.pretty_name or recipe.name, language=["en"],
+                           task_categories=list(TASK_CATEGORIES), size_categories=[size_category(rows["default"])],
+                           tags=sorted({"math", "mathforge", "synthetic", *publish.tags}), configs=configs)
+
+
+CITATIONS = {
+    "rft": ("Rejection-sampling fine-tuning and equation-level dedup", """@article{yuan2023scaling,
+  title   = {Scaling Relationship on Learning Mathematical Reasoning with Large Language Models},
+  author  = {Yuan, Zheng and Yuan, Hongyi and Li, Chengpeng and Dong, Guanting and Lu, Keming and Tan, Chuanqi and
+             Zhou, Chang and Zhou, Jingren},
+  journal = {arXiv preprint arXiv:2308.01825},
+  year    = {2023}
+}"""),
+    "synthesis": ("Tutorship amplification, response diversification, query expansion, retrospective enhancement, "
+                  "problem-solving data in continued pre-training", """@inproceedings{chen2025advancing,
+  title     = {Advancing Mathematical Reasoning in Language Models: The Impact of Problem-Solving Data, Data
+               Synthesis Methods, and Training Stages},
+  author    = {Chen, Zui and Liu, Tianqiao and Tian, Mi and Tong, Qing and Luo, Weiqi and Liu, Zitao},
+  booktitle = {International Conference on Learning Representations (ICLR)},
+  year      = {2025},
+  note      = {arXiv:2501.14002}
+}"""),
+}
+SYNTHESIS_STAGES = {"tutor", "diversify", "expand", "retrospect", "mix"}
+
+
+def citations(recipe) -> list[tuple[str, str]]:
+    """(what, BibTeX) for each paper whose method the recipe uses."""
+    types = {stage.type for stage in recipe.stages}
+    used = ["rft"] if types & {"sample", "collect"} else []
+    return [CITATIONS[key] for key in used + (["synthesis"] if types & SYNTHESIS_STAGES else [])]
+
+
+def homepage() -> str | None:
+    """The project's homepage from its installed metadata (pyproject's [project.urls]), when it declares one."""
+    from importlib.metadata import PackageNotFoundError, metadata
+
+    try:
+        meta = metadata("mathforge")
+    except PackageNotFoundError:
+        return None
+    for entry in meta.get_all("Project-URL") or []:
+        label, _, url = entry.partition(",")
+        if label.strip().lower() in ("homepage", "repository", "source"):
+            return url.strip()
+    return meta.get("Home-page") or None
 
 
 def write_plots(root: Path, stats: dict) -> list[str]:
@@ -116,8 +153,10 @@ def _table(header: list[str], rows: list[list]) -> str:
 
 
 def render_card(recipe, recipe_yaml: str, stats: dict, counts: RowCounts, rows: dict[str, int],
-                lineage: dict, fingerprint: str, verifier: str) -> str:
-    meta = yaml.safe_dump(front_matter(recipe, rows), sort_keys=False)
+                lineage: dict, fingerprint: str, verifier: str, repo_id: str | None = None) -> str:
+    """README.md of a build; `repo_id` (known at push time) replaces the `<org>/<name>` placeholder."""
+    repo = repo_id or f"<org>/{recipe.name}"
+    meta = card_data(recipe, rows).to_yaml() + "\n"
     tag = f"v{recipe.version}"
     samples, correct = stats["samples"], stats["correct"]
     distinct_problems = sum(v for k, v in stats.get("distinct_per_problem", {}).items() if k != "0")
@@ -127,10 +166,10 @@ def render_card(recipe, recipe_yaml: str, stats: dict, counts: RowCounts, rows: 
         f"# {recipe.publish.pretty_name or recipe.name} {tag}\n",
         (recipe.description or "A problem-solving corpus built with mathforge.") + "\n",
         "```python\nfrom datasets import load_dataset\n\n"
-        f'ds = load_dataset("<org>/{recipe.name}", "sft", revision="{tag}", split="train")  '
+        f'ds = load_dataset("{repo}", "sft", revision="{tag}", split="train")  '
         "# or: default, cpt, messages\n```\n",
         f"Fingerprint `{fingerprint}` · verifier `{verifier}` · every file's sha256 is in `manifest.json` "
-        f"(`mathforge pull <org>/{recipe.name}@{tag}` checks them).\n",
+        f"(`mathforge pull {repo}@{tag}` checks them).\n",
         "## Configs\n",
         _table(["config", "rows", "columns"], [
             ["default", rows["default"], "all columns with provenance (problem_id, method, model, seed, …)"],
@@ -180,10 +219,44 @@ def render_card(recipe, recipe_yaml: str, stats: dict, counts: RowCounts, rows: 
         "\n".join(f"![{title}](plots/{name}.png)" for name, title in PLOTS.items()) + "\n",
         "## Recipe\n",
         f"```yaml\n{recipe_yaml}```\n",
-        "Built with [mathforge](https://github.com/) — RFT per Yuan et al. 2023 (*Scaling Relationship on "
-        "Learning Mathematical Reasoning with Large Language Models*).\n",
+        *_uses_and_limitations(recipe),
+        *_citation_section(recipe),
     ]
     return "\n".join(parts)
+
+
+def _uses_and_limitations(recipe) -> list[str]:
+    """The Hub dataset-card template's uses and limitations, as they hold for every mathforge build."""
+    from mathforge import __version__
+
+    link = homepage()
+    built = f"[mathforge]({link}) {__version__}" if link else f"mathforge {__version__}"
+    return [
+        "## Uses\n",
+        "Continued pre-training (`cpt`), supervised fine-tuning (`sft`, `messages`) and analysis (`default`, with "
+        "every row's provenance) of math problem-solving models. Every generated row was checked by the verifier "
+        "named above against the source's gold answer; rows it could not check are not in the corpus, and the "
+        "reasons for every rejection are counted in the statistics.\n",
+        "## Limitations\n",
+        "- Correct final answers and calculator-checked equations do not prove every step of a solution right: a "
+        "path can reach the gold answer through a flawed argument.\n"
+        "- Gold answers are the sources' own; the gold audit above lists problems whose samples mostly disagree "
+        "with them.\n"
+        "- Decontamination is word n-gram overlap with the declared evaluation sets only (see the recipe); "
+        "benchmarks not declared there were not checked.\n"
+        "- The problems' language, topics and difficulty are those of the sources in the lineage table.\n",
+        f"Built with {built}.\n",
+    ]
+
+
+def _citation_section(recipe) -> list[str]:
+    cited = citations(recipe)
+    if not cited:
+        return []
+    out = ["## Citation\n", "This corpus implements methods from these papers; please cite them:\n"]
+    for what, bibtex in cited:
+        out += [f"{what}:\n", f"```bibtex\n{bibtex}\n```\n"]
+    return out
 
 
 def _reasoning_section(stats: dict, mode: str) -> list[str]:

@@ -1,0 +1,58 @@
+"""The dataset card: huggingface_hub's DatasetCard reads it, its metadata uses the Hub's vocabularies, it cites."""
+from __future__ import annotations
+
+import pytest
+from conftest import run
+from huggingface_hub import DatasetCard
+from mathforge.builders.hub_vocabulary import LICENSES, SIZE_CATEGORIES, license_problem, size_category
+
+RECIPE = """name: card-test
+version: 1.0.0
+sources:
+  - name: synthetic
+    path: {gold}
+stages:
+  - type: collect
+    samples: [{models}]
+publish:
+  license: {license}
+output:
+  dir: {out}
+  work_dir: {work}
+"""
+
+
+def _build(screl, license="mit"):
+    out = screl["tmp"] / "build"
+    recipe = screl["tmp"] / "r.yaml"
+    recipe.write_text(RECIPE.format(gold=screl["gold"], models=", ".join(screl["models"]), out=out,
+                                    work=screl["tmp"] / "work", license=license))
+    return recipe, out
+
+
+def test_the_card_loads_with_huggingface_hub_and_uses_hub_values(screl):
+    recipe, out = _build(screl)
+    result = run("build", recipe)
+    assert result.returncode == 0, result.stderr
+    card = DatasetCard.load(out / "README.md")
+    data = card.data.to_dict()
+    assert data["license"] in LICENSES and data["license"] == "mit"
+    assert data["size_categories"] == ["n<1K"] and data["size_categories"][0] in {c for _, c in SIZE_CATEGORIES}
+    assert set(data["task_categories"]) <= {"text-generation", "question-answering"}
+    assert [c["config_name"] for c in data["configs"]][:4] == ["default", "cpt", "sft", "messages"]
+    assert "arXiv:2308.01825" in card.text and "2501.14002" not in card.text  # collect only: the RFT paper
+    assert "## Uses" in card.text and "## Limitations" in card.text
+    assert 'load_dataset("<org>/card-test"' in card.text  # the repo id is known only at push time
+
+
+@pytest.mark.parametrize("rows, category", [(0, "n<1K"), (999, "n<1K"), (1_000, "1K<n<10K"),
+                                            (99_999_999, "10M<n<100M"), (100_000_000, "100M<n<1B"),
+                                            (5 * 10**9, "1B<n<10B"), (10**12, "n>1T")])
+def test_size_categories_at_every_scale(rows, category):
+    assert size_category(rows) == category
+
+
+def test_license_problems_name_the_hub_identifier():
+    assert license_problem("apache-2.0") is None and license_problem("llama3.1") is None
+    message = license_problem("Apache 2.0")
+    assert "not a Hub license identifier" in message and "apache-2.0" in message
