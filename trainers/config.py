@@ -73,6 +73,7 @@ def parse(kind: str, config_path: Path, overrides: list[str] | None = None, on_c
                          "ScriptArguments, SFTConfig or ModelConfig, nor a mathforge key", str(config_path),
                          lines.get((first,)), first)
     p.set_defaults_with_config(**merged)
+    p.allow_abbrev = False  # `--learning_rat 1` must not silently set learning_rate
     try:
         margs, script, training, model = p.parse_args_into_dataclasses(args=list(overrides or []))
     except (ValueError, TypeError) as exc:
