@@ -19,7 +19,7 @@ quickstart: install
 	HF_HUB_OFFLINE=1 $(BIN)/mathforge quickstart --out build/quickstart --overwrite
 
 smoke: install
-	$(BIN)/mathforge synth --out build/quickstart --problems 200 --models 4 --seeds 10
+	$(BIN)/mathforge synth --out build/smoke-inputs --problems 200 --models 4 --seeds 10
 	$(BIN)/mathforge build recipes/offline-collect.yaml --overwrite
 	HF_HUB_OFFLINE=1 $(BIN)/mathforge build recipes/offline-tiny.yaml --overwrite
 	HF_HUB_OFFLINE=1 $(BIN)/mathforge build recipes/offline-synthesis.yaml --overwrite
