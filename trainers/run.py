@@ -90,8 +90,9 @@ def train(plan: Plan) -> dict:
     trainer.save_model(plan.training.output_dir)
     trainer.processing_class.save_pretrained(plan.training.output_dir)
     summary = summarize(plan, trainer, result, seconds, resume)
-    write_card(plan, summary)
+    write_card(plan, summary, trainer)
     if plan.training.push_to_hub:
+        trainer.create_model_card = lambda *args, **kwargs: None  # TRL's card would replace the lineage card
         trainer.push_to_hub(commit_message=f"mathforge {plan.kind} on {plan.script.dataset_name}")
     return summary
 
@@ -114,17 +115,60 @@ def summarize(plan: Plan, trainer, result, seconds: float, resumed) -> dict:
             "notes": plan.notes}
 
 
-def write_card(plan: Plan, summary: dict) -> None:
+def write_card(plan: Plan, summary: dict, trainer=None) -> None:
+    """README.md of the trained model: TRL's model card (when a trainer is given) with mathforge's lineage merged
+    in: `base_model`, `datasets` (a Hub build), tags, and the dataset's version, fingerprint and config, the training
+    config and the run's summary; plus mathforge-training.json."""
+    from huggingface_hub import ModelCard, ModelCardData
+
     out = Path(plan.training.output_dir)
     (out / "mathforge-training.json").write_text(json.dumps(summary, indent=1) + "\n")
+    base = plan.model_args.model_name_or_path
+    hub_base = base if _is_hub_id(base) else None
+    dataset = plan.script.dataset_name
+    hub_dataset = dataset.split("@", 1)[0] if _is_hub_id(dataset.split("@", 1)[0]) else None
+    text = ""
+    if trainer is not None:
+        try:  # TRL's card: framework versions, how to use, citations of TRL itself
+            trainer.create_model_card(model_name=out.name, dataset_name=hub_dataset, tags=["mathforge"])
+            text = ModelCard.load(out / "README.md").text
+            # TRL names a local base model "[None](https://huggingface.co/None)": name it as it was given
+            text = text.replace("[None](https://huggingface.co/None)", f"`{base}`")
+        except Exception:  # TRL's card is a courtesy; the lineage below is what must be there
+            text = ""
+    data = ModelCardData(base_model=hub_base, datasets=[hub_dataset] if hub_dataset else None,
+                         library_name="transformers",
+                         tags=sorted({"mathforge", plan.kind, "trl", "math",
+                                      *(["rft"] if "rft" in plan.manifest.get("recipe", {}).get("name", "") else [])}))
     lines = [f"# {out.name}", "",
-             f"Trained with `mathforge train {plan.kind}` (TRL SFTTrainer) from `{summary['model']}`.", "",
+             f"Trained with `mathforge train {plan.kind}` (TRL SFTTrainer) from `{base}`.", "",
+             "## Training data (mathforge lineage)", "",
              "| | |", "|---|---|",
-             f"| dataset | `{summary['dataset']}` config `{summary['dataset_config']}` |",
-             f"| dataset version | {summary['dataset_version']} |",
+             f"| dataset | `{dataset}` config `{summary['dataset_config']}` |",
+             f"| dataset version | {summary['dataset_version']} (tag `v{summary['dataset_version']}`) |",
              f"| dataset fingerprint | `{summary['dataset_fingerprint']}` |",
+             f"| base model | `{base}` |",
              f"| steps | {summary['steps']} |", f"| tokens seen | {summary['tokens_seen']:,} |",
              f"| tokens/s | {summary['tokens_per_second']} |", f"| final loss | {summary['final_loss']} |",
              f"| packing | {summary['packing']} (efficiency {summary['packing_efficiency']}) |", "",
+             "The dataset fingerprint covers the recipe, its inputs and every file of the build: "
+             f"`mathforge pull {hub_dataset or dataset}@v{summary['dataset_version']}` checks it.", "",
+             "Training config (TRL's fields as run):", "", "```yaml", _training_yaml(plan), "```", "",
              "Training arguments are in `training_args.bin`; the summary in `mathforge-training.json`.", ""]
-    (out / "README.md").write_text("\n".join(lines))
+    card = ModelCard(f"---\n{data.to_yaml()}\n---\n" + "\n".join(lines) + ("\n" + text if text else ""))
+    card.save(out / "README.md")
+
+
+def _is_hub_id(name: str) -> bool:
+    """`org/name` that is not a local path."""
+    return name.count("/") == 1 and not Path(name).exists() and not name.startswith((".", "/", "~"))
+
+
+def _training_yaml(plan: Plan) -> str:
+    import yaml
+
+    keys = ("num_train_epochs", "max_steps", "learning_rate", "lr_scheduler_type", "warmup_steps",
+            "per_device_train_batch_size", "gradient_accumulation_steps", "max_length", "packing", "seed", "bf16")
+    values = {k: getattr(plan.training, k, None) for k in keys}
+    values = {k: (v.value if hasattr(v, "value") else v) for k, v in values.items() if v is not None}
+    return yaml.safe_dump({"preset": plan.margs.preset, **values}, sort_keys=False).strip()
