@@ -15,6 +15,7 @@ import orjson
 import pyarrow as pa
 import pyarrow.parquet as pq
 from mathforge.builders import prompts
+from mathforge.builders.generation import hub_models
 from mathforge.builders.generation.client import RequestFailed
 from mathforge.builders.recipe import Executor, ModelSpec, SampleStage
 from mathforge.builders.sources import Problem
@@ -64,6 +65,7 @@ class ModelPass:
     fingerprint: str
     dir: Path
     base_url: str | None = None
+    commit: str | None = None  # the Hub commit a local/batched model id resolved to
 
     @property
     def label(self) -> str:
@@ -95,6 +97,7 @@ class PassResult:
     single_text_problems: int
     errors: Counter = field(default_factory=Counter)
     reused: bool = False
+    model_revision: str | None = None  # the Hub commit that ran (a local/batched Hub id), for the lineage
 
 
 # --------------------------------------------------------------------------- plan and preflight
@@ -141,8 +144,15 @@ def check_models(stage, recipe, specs: list) -> None:
         file, line, dotted = recipe.where(*where, "model")
         if spec.backend in ("local", "batched"):
             path = Path(spec.model)
+            if not path.exists() and not spec.build_tiny and hub_models.is_hub_id(spec.model):
+                try:  # a Hub id: download (or find in the cache) now, before any request is sent
+                    hub_models.resolve(spec.model, spec.revision)
+                except InputError as exc:
+                    raise InputError(exc.message, file, line, dotted) from None
+                continue
             if not path.exists() and not spec.build_tiny:
-                raise InputError(f"model directory does not exist: {spec.model}", file, line, dotted)
+                raise InputError(f"model directory does not exist (nor an org/name Hub id): {spec.model}", file,
+                                 line, dotted)
             if path.exists() and not (path / "config.json").exists():
                 raise InputError(f"not a transformers model directory (no config.json): {spec.model}", file,
                                  line, dotted)
@@ -443,7 +453,7 @@ def read_outputs(mp: ModelPass, docs: list[Doc]) -> tuple[list[dict], list[dict]
                 reasoning, text = (s["reasoning"], s["text"]) if "reasoning" in s else split_sample(s["text"], None)
                 rows.append({"problem_id": d.problem_id, "doc_id": d.id, "idx": d.idx, "model": mp.label,
                              "model_id": spec.model,
-                             "revision": spec.revision, "backend": spec.backend, "sample_index": s["sample_index"],
+                             "revision": mp.commit or spec.revision, "backend": spec.backend, "sample_index": s["sample_index"],
                              "seed": s["seed"], "temperature": stage.temperature, "top_p": stage.top_p,
                              "max_tokens": stage.max_tokens, "stop": json.dumps(stage.stop),
                              "prompt_format": "chat" if stage.prompt.chat else "completion", "text": text,
@@ -477,7 +487,7 @@ def summarize(mp: ModelPass, docs: list[Doc], seconds: float, stats: Counter,
     return PassResult(mp.label, mp.samples_path, len(docs), len(samples) + len(failures), len(samples),
                       len(failures), retries, int(stats.get("cache_hits", 0)),
                       sum(s["completion_tokens"] or 0 for s in samples), seconds, single,
-                      Counter(f["error"].split(":")[0] for f in failures), reused)
+                      Counter(f["error"].split(":")[0] for f in failures), reused, mp.commit)
 
 
 def check_pass(result: PassResult, stage: SampleStage) -> None:
@@ -514,7 +524,8 @@ def run_docs(stage_index: int, stage: SampleStage, docs: list[Doc], recipe, cons
         if mp.spec.backend in ("local", "batched") and not mp.samples_path.exists():
             if mp.spec.build_tiny:
                 ensure_tiny_model(mp.spec.model)
-            server = LocalServer(mp.spec.model, mp.dir / "server.log", stage.ready_timeout,
+            local, mp.commit = hub_models.resolve(mp.spec.model, mp.spec.revision)
+            server = LocalServer(local, mp.dir / "server.log", stage.ready_timeout,
                                  batched=mp.spec.backend == "batched")
             try:
                 server.start()

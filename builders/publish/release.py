@@ -50,7 +50,7 @@ def lineage(recipe, problems_by_source: list[list], passes: list, sample_inputs:
             done = next((p for p in passes if p.label == spec.label), None)
             if done is not None:
                 models.append({"name": spec.label, "backend": spec.backend, "model_id": spec.model,
-                               "revision": spec.revision, "samples": done.ok,
+                               "revision": getattr(done, "model_revision", None) or spec.revision, "samples": done.ok,
                                "sha256": sha256_file(done.samples_path)})
     inputs = [{"path": str(path), "sha256": sha256_input(path)} for path in sample_inputs]
     return {"sources": sources, "models": models, "sample_inputs": inputs}
