@@ -245,6 +245,7 @@ async def one_sample(document, generate, spec: dict, index: int) -> dict:
                 payload.pop("response_format")  # no structured output on this server: the text parser takes over
                 continue
             if not exc.retryable:
+                PROGRESS["failed"] += 1
                 return {"sample_index": index, "seed": seed, "status": "failed", "error": reason,
                         "attempts": attempt + 1}
             await asyncio.sleep(min(spec["retry_backoff"] * 2 ** attempt, 30.0))
@@ -259,6 +260,7 @@ async def one_sample(document, generate, spec: dict, index: int) -> dict:
                 "prompt_tokens": usage.get("prompt_tokens"), "completion_tokens": usage.get("completion_tokens"),
                 "attempts": attempt + 1}
     PROGRESS["done"] += 1
+    PROGRESS["failed"] += 1
     return {"sample_index": index, "seed": seed, "status": "failed", "error": f"gave up after "
             f"{spec['max_retries'] + 1} attempts: {reason}", "attempts": spec["max_retries"] + 1}
 
@@ -582,7 +584,8 @@ def quiet_datatrove() -> None:
 
 
 class ProgressLine:
-    """A background line every few seconds: requests done, requests/s, tokens/s, ETA (this process only)."""
+    """Sampling progress of this process: a live bar on a terminal (requests, req/s, tokens/s, failures, ETA), a
+    plain line every few seconds otherwise (Slurm logs); no ETA until a rate is known."""
 
     def __init__(self, label: str, expected: int, console, every: float = 5.0):
         self.label, self.expected, self.console, self.every = label, expected, console, every
@@ -593,18 +596,33 @@ class ProgressLine:
         PROGRESS.clear()
         self.started = time.perf_counter()
         if self.console is not None:
-            self._thread = threading.Thread(target=self._loop, daemon=True)
+            live = getattr(self.console, "is_terminal", False)
+            self._thread = threading.Thread(target=self._bar if live else self._loop, daemon=True)
             self._thread.start()
         return self
 
+    def figures(self) -> str:
+        elapsed = time.perf_counter() - self.started
+        done, tokens, failed = PROGRESS["done"], PROGRESS["tokens"], PROGRESS["failed"]
+        rate = done / elapsed if elapsed > 0 else 0.0
+        eta = f"{(self.expected - done) / rate:,.0f} s" if rate > 0 else "—"
+        return (f"{done:,}/{self.expected:,} requests  {rate:,.1f} req/s  {tokens / max(elapsed, 1e-9):,.0f} tok/s  "
+                f"{failed:,} failed  ETA {eta}")
+
     def _loop(self) -> None:
         while not self._stop.wait(self.every):
-            elapsed = time.perf_counter() - self.started
-            done, tokens = PROGRESS["done"], PROGRESS["tokens"]
-            rate = done / elapsed if elapsed else 0.0
-            eta = (self.expected - done) / rate if rate else float("nan")
-            self.console.print(f"[dim]{self.label}: {done:,}/{self.expected:,} requests  {rate:,.1f} req/s  "
-                               f"{tokens / elapsed:,.0f} tok/s  ETA {eta:,.0f} s[/dim]")
+            self.console.print(f"[dim]{self.label}: {self.figures()}[/dim]")
+
+    def _bar(self) -> None:
+        from rich.progress import BarColumn, Progress, TextColumn
+
+        with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.fields[figures]}"),
+                      console=self.console, transient=True) as bar:
+            task = bar.add_task(self.label, total=self.expected or None, figures="")
+            while not self._stop.wait(0.5):
+                bar.update(task, completed=PROGRESS["done"], figures=self.figures())
 
     def __exit__(self, *exc) -> None:
         self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)  # the bar is gone before the next line is printed
