@@ -227,10 +227,14 @@ def render_card(recipe, recipe_yaml: str, stats: dict, counts: RowCounts, rows: 
 
 def _uses_and_limitations(recipe) -> list[str]:
     """The Hub dataset-card template's uses and limitations, as they hold for every mathforge build."""
-    from mathforge import __version__
+    from importlib.metadata import PackageNotFoundError, version
 
+    try:
+        release = version("mathforge")
+    except PackageNotFoundError:
+        release = "(not installed)"
     link = homepage()
-    built = f"[mathforge]({link}) {__version__}" if link else f"mathforge {__version__}"
+    built = f"[mathforge]({link}) {release}" if link else f"mathforge {release}"
     return [
         "## Uses\n",
         "Continued pre-training (`cpt`), supervised fine-tuning (`sft`, `messages`) and analysis (`default`, with "
