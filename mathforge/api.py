@@ -111,14 +111,17 @@ def grade_batch(pairs: Iterable[tuple[str, str]], mode: str = "auto", workers: i
 
 def pull(ref: str, out: str | Path | None = None) -> Path:
     """Download `org/name@v1.2.0` (or `org/name` for main) from the Hub, every file checked against the
-    manifest's sha256; a local build directory is checked in place. Returns the directory."""
+    manifest's sha256; a local build directory is checked in place. The manifest is the closed list of files (an
+    extra, missing or outside file is an InputError) and the revision must be a tag, branch or 40-hex commit.
+    Returns the directory."""
     from mathforge.builders.publish.hub import resolve
 
     return resolve(ref, out)
 
 
 def push(build_dir: str | Path | Build, repo: str, private: bool = False):
-    """Upload a build in one commit and tag it `v<version>` (same fingerprint: no-op; other content: refused)."""
+    """Upload a build in one commit and tag that commit `v<version>` (same fingerprint: no-op; other content:
+    refused). A push that loses a race for the same version changes neither `main` nor the tag."""
     from mathforge.builders.publish.hub import push as _push
 
     return _push(build_dir.out_dir if isinstance(build_dir, Build) else build_dir, repo, private)

@@ -565,6 +565,7 @@ class HubProtocol:
         if self.hub.take_fault("fail_commits"):
             raise HubError(500, "Injected commit failure (hub_server.fail_commits)")
         operations = [line for line in lines if line.get("key") != "header"]
+        self.hub.wait_in_line()
         commit = repo.apply_commit(req.params["rev"], headers[0], operations, self.hub.username)
         return Response.json({"success": True, "commitOid": commit.oid, "pullRequestUrl": None,
                               "commitUrl": f"{self.repo_url(repo)}/commit/{commit.oid}"})
@@ -744,6 +745,8 @@ class HubServer:
         self.fail_lfs_puts = 0  # LFS PUTs answered with `fail_lfs_puts_status` and Retry-After: 0
         self.fail_lfs_puts_status = 500
         self.fail_commits = 0  # commit POSTs answered 500 before anything is applied
+        self._commit_gate: threading.Barrier | None = None  # see line_up_commits
+        self._gate_left = 0
         # Bookkeeping.
         self.counters: Counter[str] = Counter()  # route name -> requests; also "unknown", "unauthenticated"
         self.authorization_counts: Counter[str] = Counter()  # raw Authorization value -> requests (never logged)
@@ -786,6 +789,42 @@ class HubServer:
                 "HF_HUB_DISABLE_TELEMETRY": "1", "HF_HUB_OFFLINE": "0", "HF_DATASETS_OFFLINE": "0",
                 "HF_HUB_DISABLE_PROGRESS_BARS": "1", "NO_PROXY": "127.0.0.1,localhost",
                 "no_proxy": "127.0.0.1,localhost"}
+
+    # -- races and hostile edits (tests call these) ------------------------------------------------------------------
+
+    def line_up_commits(self, count: int, timeout: float = 120.0) -> None:
+        """The next `count` commit POSTs wait until all of them have arrived (or `timeout` passed), then are applied
+        one at a time: concurrent pushes that read the same head really race (`parentCommit` decides)."""
+        with self._lock:
+            self._commit_gate, self._gate_left = threading.Barrier(count, timeout=timeout), count
+
+    def wait_in_line(self) -> None:
+        with self._lock:
+            gate = self._commit_gate
+            if gate is None:
+                return
+            self._gate_left -= 1
+            if self._gate_left <= 0:
+                self._commit_gate = None
+        try:
+            gate.wait()
+        except threading.BrokenBarrierError:  # timed out waiting for the others: go ahead alone
+            pass
+
+    def commit_files(self, repo_id: str, files: dict[str, bytes] | None = None, delete: tuple[str, ...] = (),
+                     branch: str = "main", tag: str | None = None, repo_type: str = "dataset",
+                     message: str = "direct edit") -> str:
+        """Commit straight into the store (no client, like someone else's push): add or replace `files` (regular
+        entries), delete paths, and point `tag` (created or moved) at the new commit. Returns the commit oid."""
+        repo = self.repo(repo_id, repo_type)
+        operations = [{"key": "file", "value": {"path": path, "content": base64.b64encode(data).decode(),
+                                                "encoding": "base64"}} for path, data in (files or {}).items()]
+        operations += [{"key": "deletedFile", "value": {"path": path}} for path in delete]
+        with repo.lock:
+            commit = repo.apply_commit(branch, {"summary": message}, operations, self.username)
+            if tag:
+                repo.tags[tag] = commit.oid
+        return commit.oid
 
     # -- inspection (tests call these; they raise KeyError for an unknown repo or revision) -------------------------
 

@@ -12,13 +12,20 @@ def resolve_config(ref: str, config: str) -> tuple[Path, dict, list[str]]:
     from mathforge.builders.publish.hub import resolve
     from mathforge.builders.publish.manifest import read_manifest
 
-    root = resolve(ref)
+    root = resolve(ref)  # verified: the manifest is the closed list of the build's files
     manifest = read_manifest(root)
-    files = sorted(str(p) for p in (root / ("data" if config == "default" else config)).glob("*.parquet"))
+    files = [str(root / rel) for rel in config_files(manifest, config)]
     if config not in manifest.get("rows", {}) or not files:
         available = ", ".join(sorted(manifest.get("rows", {}))) or "none"
         raise InputError(f"dataset has no config {config!r} (available: {available})", ref, key="dataset_config")
     return root, manifest, files
+
+
+def config_files(manifest: dict, config: str) -> list[str]:
+    """The Parquet shards of a config as the manifest lists them (never a glob: an extra file is not read)."""
+    folder = "data" if config == "default" else config
+    return sorted(rel for rel in manifest["files"] if rel.startswith(f"{folder}/") and rel.endswith(".parquet")
+                  and "/" not in rel[len(folder) + 1:])
 
 
 def load_config(files: list[str]):
