@@ -56,3 +56,34 @@ def test_license_problems_name_the_hub_identifier():
     assert license_problem("apache-2.0") is None and license_problem("llama3.1") is None
     message = license_problem("Apache 2.0")
     assert "not a Hub license identifier" in message and "apache-2.0" in message
+
+
+def test_the_pushed_card_names_the_real_repo_and_still_verifies(screl, tmp_path):
+    import subprocess
+    import sys
+
+    from hub_server import HubServer
+
+    recipe, out = _build(screl)
+    assert run("build", recipe).returncode == 0
+    fingerprint = __import__("json").loads((out / "manifest.json").read_text())["fingerprint"]
+    server = HubServer().start()
+    env = {"HF_ENDPOINT": server.url, "HF_HUB_DISABLE_XET": "1", "HF_TOKEN": "hf_mathforge_test_token_42",
+           "HF_HOME": str(tmp_path / "hf"), "HF_HUB_DISABLE_TELEMETRY": "1", "HF_HUB_OFFLINE": "0",
+           "HF_DATASETS_OFFLINE": "0", "MATHFORGE_CACHE": str(tmp_path / "cache"), "HF_HUB_ETAG_TIMEOUT": "5"}
+    repo = "mathforge-tests/card-test"
+    try:
+        pushed = run("push", out, "--repo", repo, env=env)
+        assert pushed.returncode == 0, pushed.stderr
+        code = (f"from huggingface_hub import hf_hub_download\nprint(hf_hub_download({repo!r}, 'README.md', "
+                "repo_type='dataset', revision='v1.0.0'))")
+        fetched = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
+        assert fetched.returncode == 0, fetched.stderr
+        card = DatasetCard.load(fetched.stdout.strip().splitlines()[-1])
+        pulled = run("pull", f"{repo}@v1.0.0", "--out", tmp_path / "pulled", env=env)
+        assert pulled.returncode == 0, pulled.stderr  # the manifest's README entry follows the re-rendered card
+    finally:
+        server.stop()
+    assert f'load_dataset("{repo}"' in card.text and "<org>/" not in card.text
+    assert __import__("json").loads((tmp_path / "pulled" / "manifest.json").read_text())["fingerprint"] == fingerprint
+    assert "<org>/card-test" in (out / "README.md").read_text()  # the local build is unchanged

@@ -1,6 +1,7 @@
 """Dataset references (`org/name@v1.2.0` or a build path), and push / pull of versioned builds on the Hub."""
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -211,9 +212,11 @@ def push(build: str | Path, repo: str, private: bool = False) -> PushResult:
             # a concurrent (or interrupted) push committed this version and has not tagged it yet
             return _same_or_refuse(api, build, repo, tag, head, ours, tagged=False)
         try:
-            commit = api.upload_folder(repo_id=repo, repo_type="dataset", folder_path=build, delete_patterns="*",
-                                       commit_message=f"{manifest['name']} {tag}", parent_commit=head,
-                                       commit_description=f"mathforge build, fingerprint {ours}")
+            with tempfile.TemporaryDirectory(prefix=".push-", dir=build.parent) as staged:
+                folder = card_for_repo(build, manifest, repo, Path(staged))
+                commit = api.upload_folder(repo_id=repo, repo_type="dataset", folder_path=folder, delete_patterns="*",
+                                           commit_message=f"{manifest['name']} {tag}", parent_commit=head,
+                                           commit_description=f"mathforge build, fingerprint {ours}")
         except HfHubHTTPError as exc:
             if _status(exc) in (409, 412):  # main moved since `head`: nothing of ours was committed
                 continue
@@ -223,6 +226,29 @@ def push(build: str | Path, repo: str, private: bool = False) -> PushResult:
         return PushResult(repo, tag, ours, commit.oid, False)
     raise PushConflict(f"{repo}: main kept moving while pushing {tag} ({PUSH_ATTEMPTS} attempts); nothing of this "
                        "build was committed. Run the push again.", str(build))
+
+
+def card_for_repo(build: Path, manifest: dict, repo: str, staged: Path) -> Path:
+    """The build as it is pushed: every file hard-linked, except README.md, whose `<org>/<name>` placeholders
+    name the real repo, and manifest.json, whose README entry follows (the fingerprint does not cover the card)."""
+    card = build / "README.md"
+    text = card.read_text() if card.is_file() else None
+    if text is None or f"<org>/{manifest['name']}" not in text:
+        return build
+    for rel in manifest["files"]:
+        target = staged / rel
+        target.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            os.link(build / rel, target)
+        except OSError:
+            shutil.copyfile(build / rel, target)
+    (staged / "README.md").unlink()
+    data = text.replace(f"<org>/{manifest['name']}", repo).encode()
+    (staged / "README.md").write_bytes(data)
+    files = dict(manifest["files"])
+    files["README.md"] = {"sha256": hashlib.sha256(data).hexdigest(), "size": len(data)}
+    (staged / MANIFEST).write_text(json.dumps({**manifest, "files": files}, indent=1, sort_keys=True) + "\n")
+    return staged
 
 
 class PushConflict(InputError):
