@@ -45,6 +45,37 @@ def _fail(exc: BaseException) -> None:
     raise typer.Exit(1)
 
 
+def _check_out(path: Path, file: str | None = None, line: int | None = None, key: str | None = None) -> None:
+    """An output directory that cannot be made (it, or a folder above it, is a file) is an InputError naming where
+    it was set: raised before anything is written."""
+    for part in (path, *path.parents):
+        if part.is_dir():
+            return
+        if part.exists() or part.is_symlink():
+            raise InputError(f"cannot create the output directory: {part} is a file, not a directory",
+                             file or str(path), line, key)
+
+
+def _check_gold(gold: Path) -> None:
+    if gold.is_dir():
+        raise InputError("is a directory: --gold takes a JSONL or Parquet file of gold problems (model directories "
+                         "go to --samples)", str(gold), key="--gold")
+
+
+def _check_samples(paths: List[str]) -> None:
+    """Every --samples input is recognisable and no table is empty. An empty samples table is an error, not a
+    warning: it is almost always a generation run that wrote nothing, and a corpus built without it would look
+    complete (remove it from --samples to collect without it)."""
+    from mathforge.builders.samples import discover
+    from mathforge.tables import is_empty
+
+    for path in paths:
+        source = discover(path)
+        if source.is_table and is_empty(source.path):
+            raise InputError("the samples table has no rows (a run that wrote nothing? drop it from --samples to "
+                             "collect without it)", source.path, key="--samples")
+
+
 def _summary(stats: dict, out_dir: Path, seconds: float) -> None:
     table = Table(title=f"corpus written to {out_dir}")
     for column in ("problems", "samples", "correct", "distinct", "rejected", "samples/s"):
@@ -86,7 +117,7 @@ def _gold_report(recipe) -> None:
 
     try:
         parts = load_sources_split(recipe.sources)
-    except InputError as exc:  # e.g. a Hub source while offline
+    except InputError as exc:  # e.g. a Hub source while offline, or data not made yet: `build` fails on it
         console.print(f"[yellow]gold answers not checked: {exc.render()}[/yellow]")
         return
     for source, problems in zip(recipe.sources, parts):
@@ -113,6 +144,11 @@ def build(recipe: Path = typer.Argument(..., help="Recipe YAML file."),
         if dry_run:
             _plan(parsed, out)
             return
+        if out is not None:
+            _check_out(out, key="--out")
+        else:
+            _check_out(parsed.output_dir(), *parsed.where("output", "dir"))
+        _check_out(parsed.work_dir(), *parsed.where("output", "work_dir"))
         result = run_recipe(parsed, out, overwrite, workers, console)
     except Exception as exc:
         _fail(exc)
@@ -156,7 +192,8 @@ def _passes(passes: list) -> None:
 
 @app.command()
 def collect(gold: Path = typer.Option(..., help="Gold JSONL/Parquet (GSM8K question/answer or ScRel query/response)."),
-            samples: List[str] = typer.Option(..., help="Model directories (gsm8k-ScRel layout) or sample files."),
+            samples: List[str] = typer.Option(..., help="Model directories (gsm8k-ScRel layout) or sample files "
+                                              "(an empty sample file is an error, exit 2)."),
             out: Path = typer.Option(..., help="Output directory for Parquet shards and stats.json."),
             dedup: str = typer.Option("paper", help="paper (reference .v2.farest) or canonical."),
             gold_rows: bool = typer.Option(True, "--gold-rows/--no-gold-rows", help="Write gold solutions first."),
@@ -180,6 +217,9 @@ def collect(gold: Path = typer.Option(..., help="Gold JSONL/Parquet (GSM8K quest
             raise InputError("must be paper or canonical", key="--dedup")
         if executor not in ("local", "ray", "slurm"):
             raise InputError("must be local, ray or slurm", key="--executor")
+        _check_gold(gold)
+        _check_out(out, key="--out")
+        _check_samples(samples)
         problems = load_local(gold, source_name)
         result = run_collect(problems, samples, out, dedup, gold_rows, workers, overwrite,
                              executor=Executor(type=executor), tasks=tasks, partitions=partitions)
@@ -202,11 +242,15 @@ def synth(out: Path = typer.Option(..., help="Directory for gold.jsonl and model
     """Write seeded synthetic problems and pseudo-samples (gsm8k-ScRel layout) for smoke tests."""
     from mathforge.testing import synthetic
 
-    rows = synthetic.problems(problems, seed)
-    out.mkdir(parents=True, exist_ok=True)
-    synthetic.write_gold(rows, out / "gold.jsonl")
-    for model in range(models):
-        synthetic.write_model_dir(rows, out / f"model{model}", model, seeds)
+    try:
+        _check_out(out, key="--out")
+        rows = synthetic.problems(problems, seed)
+        out.mkdir(parents=True, exist_ok=True)
+        synthetic.write_gold(rows, out / "gold.jsonl")
+        for model in range(models):
+            synthetic.write_model_dir(rows, out / f"model{model}", model, seeds)
+    except Exception as exc:
+        _fail(exc)
     Console().print(f"wrote {problems} problems and {models} x {seeds} samples each to {out}")
 
 
@@ -340,6 +384,7 @@ def evaluate(model: str = typer.Argument(..., help="A model directory or Hub id 
     if backend not in ("transformers", "local", "vllm", "sglang", "endpoint"):
         _fail(InputError(f"unknown backend {backend!r}", key="--backend"))
     try:
+        _check_out(out, key="--out")
         reports = evaluate_benchmarks(model, benchmark, out, split=split, n=n, temperature=temperature,
                                       backend=backend, base_url=base_url, api_key_env=api_key_env, limit=limit,
                                       max_tokens=max_tokens, chat=chat, shots=shots, answer_kind=answer_kind,
@@ -405,6 +450,7 @@ def quickstart(out: Path = typer.Option(Path("build/quickstart"), help="Director
         _fail(InputError(f"the gold step order is random or first, not {gold_order!r}", key="--gold-order"))
     settings = Settings.quick(**changes) if quick else Settings(**changes)
     try:
+        _check_out(out, key="--out")
         summary = run_quickstart(out, settings, overwrite, console)
     except Exception as exc:
         _fail(exc)
@@ -438,6 +484,7 @@ def tiny_model(out: Path = typer.Argument(..., help="Directory for the model and
     from mathforge.testing.tinymodel import build_tiny_model
 
     try:
+        _check_out(out, key="OUT")
         path = build_tiny_model(out, hidden=hidden, layers=layers, seed=seed)
     except Exception as exc:
         _fail(exc)
@@ -455,6 +502,9 @@ def grade(pairs: Path = typer.Argument(..., help="JSONL rows with `gold` and `pr
     try:
         if mode not in ("gsm8k", "math", "auto"):
             raise InputError("must be gsm8k, math or auto", key="--mode")
+        if out.is_dir():
+            raise InputError("is a directory: --out takes the output JSONL file", str(out), key="--out")
+        _check_out(out.parent, key="--out")
         counts = grade_file(pairs, out, mode, workers)
     except Exception as exc:
         _fail(exc)

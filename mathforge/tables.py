@@ -22,6 +22,8 @@ def iter_table(path: str | Path, batch_rows: int = 16_384):
     path = Path(path)
     if not path.exists():
         raise InputError("file not found", str(path))
+    if path.is_dir():
+        raise InputError("is a directory, not a JSONL or Parquet file", str(path))
     if path.suffix == ".parquet":
         import pyarrow.parquet as pq
 
@@ -37,7 +39,11 @@ def iter_table(path: str | Path, batch_rows: int = 16_384):
         except Exception as exc:
             raise InputError(f"unreadable Parquet: {exc}", str(path)) from None
         return
-    with path.open("rb") as handle:
+    try:
+        handle = path.open("rb")
+    except OSError as exc:
+        raise InputError(f"cannot read: {exc.strerror or exc}", str(path)) from None
+    with handle:
         for number, raw in enumerate(handle, 1):
             if not raw.strip():
                 continue
@@ -48,3 +54,20 @@ def iter_table(path: str | Path, batch_rows: int = 16_384):
             if not isinstance(row, dict):
                 raise InputError("expected a JSON object", str(path), number)
             yield row, number
+
+
+def is_empty(path: str | Path) -> bool:
+    """Whether a JSONL or Parquet table has no rows (blank lines are not rows)."""
+    path = Path(path)
+    if path.suffix == ".parquet" and path.is_file():
+        import pyarrow.parquet as pq
+
+        try:
+            return pq.ParquetFile(path).metadata.num_rows == 0
+        except Exception:
+            pass  # unreadable: iter_table says why
+    rows = iter_table(path, batch_rows=1)
+    try:
+        return next(rows, None) is None
+    finally:
+        rows.close()
