@@ -28,6 +28,9 @@ class BuildResult:
 
 
 def _check_out_dir(out_dir: Path, overwrite: bool) -> None:
+    for parent in (out_dir, *out_dir.parents):
+        if parent.exists() and not parent.is_dir():
+            raise InputError(f"cannot write an output directory here: {parent} is a file", str(out_dir))
     if out_dir.exists() and any(out_dir.iterdir()) and not overwrite:  # checked before any request is sent
         raise InputError("output directory exists and is not empty (use --overwrite)", str(out_dir))
 
