@@ -3,16 +3,20 @@ from __future__ import annotations
 
 import copy
 import re
+import string
 from pathlib import Path
 from typing import Annotated, Literal, Union
 
-import yaml
+from mathforge.builders import prompts
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
 
-from mathforge.errors import InputError, line_map, yaml_error
+from mathforge.errors import InputError, line_map, load_yaml
 
 REASONING_MAX_TOKENS = 32_768  # max_tokens default of stages whose model is a reasoning one (long traces)
 SEMVER_RE = re.compile(r"^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)(?:-[0-9A-Za-z.-]+)?(?:\+[0-9A-Za-z.-]+)?$")
+INT64_MAX = 2**63 - 1
+Seed = Annotated[int, Field(ge=0, le=INT64_MAX)]  # seeds are stored as int64 (Parquet, JSON): 0 .. 2**63-1
+PATH_FIELDS = ("name", "version")
 
 
 class Strict(BaseModel):
@@ -29,8 +33,8 @@ class Columns(Strict):
 class Synthetic(Strict):
     """Seeded synthetic GSM8K-style problems (smoke tests, offline runs)."""
 
-    problems: int = Field(ge=1)
-    seed: int = 0
+    problems: int = Field(ge=1)  # at most limits.problems
+    seed: Seed = 0
 
 
 class Source(Strict):
@@ -91,7 +95,7 @@ class Prompt(Strict):
 class Quota(Strict):
     """DART-style difficulty-aware sampling: keep sampling a problem until `correct` paths or `max_samples`."""
 
-    correct: int = Field(ge=1)
+    correct: int = Field(ge=1)      # both at most limits.quota
     max_samples: int = Field(ge=1)
 
 
@@ -120,15 +124,15 @@ class SampleStage(Requests):
 
     type: Literal["sample"]
     models: list[ModelSpec] = Field(min_length=1)
-    k: int = Field(default=100, ge=1)
+    k: int = Field(default=100, ge=1)  # at most limits.k
     temperature: float = Field(default=0.7, ge=0)
     top_p: float = Field(default=1.0, gt=0, le=1)
     max_tokens: int = Field(default=512, ge=1)  # 32768 when a model is a reasoning one (see reasoning_budget)
-    seed: int = 0
+    seed: Seed = 0
     stop: list[str] = Field(default_factory=list)  # the paper stops at end-of-sequence only
     prompt: Prompt = Prompt()
     quota: Quota | None = None
-    concurrency: int = Field(default=64, ge=1)
+    concurrency: int = Field(default=64, ge=1)  # at most limits.concurrency
     response_format: dict | None = None  # passed as is (e.g. a json_schema for structured output)
 
     @model_validator(mode="after")
@@ -150,7 +154,7 @@ class TutorStage(Requests):
     type: Literal["tutor"]
     student: str                       # the `name` of a model sampled by an earlier sample stage
     teacher: ModelSpec
-    attempts: int = Field(default=1, ge=1)  # student samples reviewed per problem (lowest sample indices first)
+    attempts: int = Field(default=1, ge=1)  # (at most limits.k) student samples reviewed per problem (lowest sample indices first)
     select: Literal["wrong", "any", "mixed"] = "wrong"  # which attempts: the verifier's wrong ones, any, or a mix
     wrong_ratio: float = Field(default=0.5, ge=0, le=1)  # `mixed`: share of attempts from wrong samples (rounded up)
     allow_false_critique: bool = False  # keep a `wrong` verdict on an attempt the verifier calls correct
@@ -162,7 +166,7 @@ class TutorStage(Requests):
     output: Literal["corrected", "exchange"] = "exchange"  # corpus text: corrected solution, or the exchange (CPT)
     temperature: float = Field(default=0.0, ge=0)
     max_tokens: int = Field(default=1024, ge=1)  # 32768 when the teacher is a reasoning model
-    seed: int = 0
+    seed: Seed = 0
     concurrency: int = Field(default=32, ge=1)
 
     @model_validator(mode="after")
@@ -180,7 +184,7 @@ class SynthesisStage(Requests):
     k: int = Field(default=4, ge=1)
     temperature: float = Field(default=0.7, ge=0)
     max_tokens: int = Field(default=1024, ge=1)  # 32768 when the model is a reasoning one
-    seed: int = 0
+    seed: Seed = 0
     concurrency: int = Field(default=32, ge=1)
 
     @model_validator(mode="after")
@@ -252,7 +256,7 @@ class MixStage(Strict):
     general: list[MixGroup] = Field(default_factory=list)
     token_budget: int | None = Field(default=None, ge=1)
     max_repeat: int = Field(default=4, ge=1)  # passes over a group short of its budget share (Muennighoff et al. 2023)
-    seed: int = 0
+    seed: Seed = 0
 
 
 class CollectStage(Strict):
@@ -328,13 +332,55 @@ class Publish(Strict):
     reasoning: Literal["none", "think"] = "none"  # think: `<think>\n{reasoning}\n</think>\n\n` before the solution
 
 
+def fill_path(template: str, **values: str) -> str:
+    """A path template with its `{name}`/`{version}` fields filled in (`{{`/`}}`: literal braces).
+
+    Only those bare fields: no positional field, attribute, index, conversion or format spec (str.format would
+    let `{name.__class__.__mro__}` or `{name:>999999999}` through)."""
+    try:
+        parts = list(string.Formatter().parse(template))
+    except ValueError as exc:
+        raise ValueError(f"{template!r} is not a path template: {exc} (use `{{{{`/`}}}}` for a literal brace)") \
+            from None
+    out = []
+    for literal, field, spec, conversion in parts:
+        out.append(literal)
+        if field is None:
+            continue
+        if field not in values or spec or conversion:
+            shown = "{" + field + (f"!{conversion}" if conversion else "") + (f":{spec}" if spec else "") + "}"
+            raise ValueError(f"{shown} is not a path field: only {{name}} and {{version}} are filled in "
+                             f"(no attribute, index, conversion or format spec)")
+        out.append(values[field])
+    return "".join(out)
+
+
 class Output(Strict):
-    """Where the corpus goes (`{name}` and `{version}` are filled in) and how it is sharded."""
+    """Where the corpus goes (`{name}` and `{version}` are filled in, nothing else) and how it is sharded."""
 
     dir: str = "builds/{name}/{version}"
     work_dir: str = "builds/{name}/.work/{version}"  # samples, request cache, checkpoints, logs
     shard_rows: int = Field(default=100_000, ge=1)
     overwrite: bool = False
+
+    @field_validator("dir", "work_dir")
+    @classmethod
+    def path_template(cls, value: str) -> str:
+        fill_path(value, **{name: name for name in PATH_FIELDS})
+        return value
+
+
+class Limits(Strict):
+    """Upper bounds on the values that size a build: past one, a value is refused as a likely typo (`k: 10**23`
+    would allocate before the first request). Raise a limit deliberately here, in the recipe itself
+    (`limits: {k: 50000}`), so that the larger build is a reviewed decision. Seeds are not limits: they are
+    always 0 .. 2**63-1 (int64)."""
+
+    k: int = Field(default=10_000, ge=1, le=INT64_MAX)          # samples per problem: k, solutions, attempts
+    max_tokens: int = Field(default=262_144, ge=1, le=INT64_MAX)  # tokens per request (max_tokens)
+    quota: int = Field(default=10_000, ge=1, le=INT64_MAX)      # quota.correct and quota.max_samples
+    concurrency: int = Field(default=4_096, ge=1, le=INT64_MAX)  # requests in flight; executor and collect workers
+    problems: int = Field(default=10_000_000, ge=1, le=INT64_MAX)  # synthetic problems per source
 
 
 class Recipe(Strict):
@@ -349,6 +395,7 @@ class Recipe(Strict):
     decontaminate: Decontaminate | None = None
     publish: Publish = Publish()
     output: Output = Output()
+    limits: Limits = Limits()  # raise one to allow a larger value (see Limits)
     _file: str = PrivateAttr(default="")
     _lines: dict = PrivateAttr(default_factory=dict)
     _overrides: dict = PrivateAttr(default_factory=dict)
@@ -361,10 +408,10 @@ class Recipe(Strict):
         return value
 
     def output_dir(self) -> Path:
-        return Path(self.output.dir.format(name=self.name, version=self.version))
+        return Path(fill_path(self.output.dir, name=self.name, version=self.version))
 
     def work_dir(self) -> Path:
-        return Path(self.output.work_dir.format(name=self.name, version=self.version))
+        return Path(fill_path(self.output.work_dir, name=self.name, version=self.version))
 
     def where(self, *key) -> tuple[str, int | None, str]:
         """(file, line, dotted key) of a key path, for errors found after validation."""
@@ -392,11 +439,7 @@ def load_recipe(source: str | Path | dict, overrides: list[str] | dict | None = 
             text = path.read_text()
         except OSError as exc:
             raise InputError(f"cannot read recipe: {exc.strerror}", file) from None
-        try:
-            node = yaml.compose(text, Loader=yaml.SafeLoader)
-            data = yaml.safe_load(text)
-        except yaml.YAMLError as exc:
-            raise yaml_error(exc, file) from None
+        data, node = load_yaml(text, file)  # bounded: no alias bomb, recursive alias or duplicate key
         if not isinstance(data, dict):
             raise InputError("a recipe is a YAML mapping", file, 1)
         lines = line_map(node)
@@ -407,7 +450,54 @@ def load_recipe(source: str | Path | dict, overrides: list[str] | dict | None = 
     except ValidationError as exc:
         raise _recipe_error(exc, lines, file, overridden) from None
     recipe._file, recipe._lines, recipe._overrides = file, lines, overridden
+    check_limits(recipe)
+    for path, text in recipe_templates(recipe):
+        prompts.screen_template(text, *recipe.where(*path))
     return recipe
+
+
+STAGE_LIMITS = {"k": "k", "solutions": "k", "attempts": "k", "max_tokens": "max_tokens",
+                "concurrency": "concurrency", "workers": "concurrency"}
+
+
+def bounded_values(recipe: Recipe) -> list[tuple[tuple, int, str]]:
+    """(key path, value, name in `limits`) of every value that a Limits bound applies to."""
+    found = [(("executor", "workers"), recipe.executor.workers, "concurrency")]
+    for s, source in enumerate(recipe.sources):
+        if source.synthetic is not None:
+            found.append((("sources", s, "synthetic", "problems"), source.synthetic.problems, "problems"))
+    for i, stage in enumerate(recipe.stages):
+        for name, limit in STAGE_LIMITS.items():
+            value = getattr(stage, name, None)
+            if isinstance(value, int):
+                found.append((("stages", i, name), value, limit))
+        quota = getattr(stage, "quota", None)
+        if quota is not None:
+            found += [(("stages", i, "quota", "correct"), quota.correct, "quota"),
+                      (("stages", i, "quota", "max_samples"), quota.max_samples, "quota")]
+    return found
+
+
+def check_limits(recipe: Recipe) -> None:
+    """Every bounded value within its limit (Limits), else an InputError at the value's recipe line."""
+    for path, value, name in bounded_values(recipe):
+        limit = getattr(recipe.limits, name)
+        if value > limit:
+            shown = f"{value:,}" if value < 10**30 else f"a {len(str(value))}-digit number"
+            raise InputError(f"{shown} is above the limit of {limit:,} (to allow it deliberately, raise the limit "
+                             f"in the recipe: `limits: {{{name}: {value}}}`)", *recipe.where(*path))
+
+
+def recipe_templates(recipe: Recipe) -> list[tuple[tuple, str]]:
+    """(key path, text) of every Jinja template the recipe gives (prompts, teacher/synthesis, publish)."""
+    found = []
+    for i, stage in enumerate(recipe.stages):
+        prompt = getattr(stage, "prompt", None)
+        if prompt is not None:
+            found += [(("stages", i, "prompt", name), getattr(prompt, name)) for name in ("template", "system")]
+        found.append((("stages", i, "template"), getattr(stage, "template", None)))
+    found += [(("publish", "templates", name), text) for name, text in recipe.publish.templates]
+    return [(path, text) for path, text in found if isinstance(text, str)]
 
 
 def parse_override(text: str) -> tuple[str, object]:
@@ -416,9 +506,9 @@ def parse_override(text: str) -> tuple[str, object]:
     if not sep or not dotted.strip():
         raise InputError(f"an override is KEY.PATH=VALUE, got {text!r}", key="--set")
     try:
-        value = yaml.safe_load(raw) if raw.strip() else ""
-    except yaml.YAMLError as exc:
-        raise InputError(f"the value is not valid YAML: {getattr(exc, 'problem', None) or exc}",
+        value = load_yaml(raw, "--set")[0] if raw.strip() else ""
+    except InputError as exc:
+        raise InputError(f"the value is not valid YAML: {exc.message.removeprefix('malformed YAML: ')}",
                          key=f"--set {text}") from None
     return dotted.strip(), value
 
