@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Annotated, Literal, Union
 
 from mathforge.builders import prompts
+from mathforge.builders.hub_vocabulary import license_problem
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
 
 from mathforge.errors import InputError, line_map, load_yaml
@@ -70,6 +71,8 @@ class ModelSpec(Strict):
     dp: int = Field(default=1, ge=1)
     build_tiny: bool = False  # local/batched backends: build the tiny test model at `model` when it is missing
     reasoning: bool = False   # a reasoning model (R1-style, Qwen3 thinking): max_tokens defaults to 32768
+    host: str | None = None           # vllm/sglang: the address the server binds (default 127.0.0.1)
+    trust_remote_code: bool = False   # vllm/sglang: run code from the model repository (off unless set here)
 
     @model_validator(mode="after")
     def reachable(self) -> "ModelSpec":
@@ -77,6 +80,9 @@ class ModelSpec(Strict):
             raise ValueError("the endpoint backend needs `base_url`")
         if self.backend != "endpoint" and self.base_url:
             raise ValueError(f"`base_url` is for the endpoint backend, not {self.backend}")
+        if self.backend not in ("vllm", "sglang") and (self.host is not None or self.trust_remote_code):
+            raise ValueError(f"`host` and `trust_remote_code` are for the servers mathforge launches (vllm, sglang), "
+                             f"not {self.backend}")
         return self
 
     @property
@@ -266,6 +272,7 @@ class CollectStage(Strict):
     samples: list[str] = Field(default_factory=list)  # empty: the samples of the sample stage(s) before it
     dedup: Literal["paper", "canonical"] = "paper"
     include_gold: bool = True
+    max_sample_chars: int = Field(default=32_768, ge=1)  # a longer sample text is rejected as `too long`
     workers: int | None = Field(default=None, ge=1)     # tasks run at once (default: as many as tasks)
     tasks: int | None = Field(default=None, ge=1)       # datatrove tasks on the recipe's executor (default: cores)
     partitions: int | None = Field(default=None, ge=1)  # problem ranges, fixed: the output does not depend on tasks
@@ -324,12 +331,20 @@ class Decontaminate(Strict):
 class Publish(Strict):
     """Dataset-card metadata and how rows become training text (configs default, cpt, sft, messages)."""
 
-    license: str = "mit"
+    license: str = "mit"          # a Hub license identifier (https://huggingface.co/docs/hub/repositories-licenses)
     pretty_name: str | None = None
     tags: list[str] = Field(default_factory=list)
     methods: list[str] = Field(default_factory=lambda: ["gold", "rft", "tutor"])  # rows in cpt/sft/messages
     templates: Templates = Templates()
     reasoning: Literal["none", "think"] = "none"  # think: `<think>\n{reasoning}\n</think>\n\n` before the solution
+
+    @field_validator("license")
+    @classmethod
+    def hub_license(cls, value: str) -> str:
+        problem = license_problem(value)
+        if problem:
+            raise ValueError(problem)
+        return value
 
 
 def fill_path(template: str, **values: str) -> str:

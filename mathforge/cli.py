@@ -204,6 +204,8 @@ def collect(gold: Path = typer.Option(..., help="Gold JSONL/Parquet (GSM8K quest
             partitions: Optional[int] = typer.Option(None, min=1, help="Problem ranges, one shard each "
                                                      "(default: one per 2,000 problems); fixed, so the output does "
                                                      "not depend on --tasks."),
+            max_sample_chars: int = typer.Option(32_768, min=1, help="A longer sample text is rejected as "
+                                                 "`too long` (counted in stats), not judged."),
             task_report: Optional[Path] = typer.Option(None, help="Write seconds, samples and peak RSS per "
                                                         "partition to this JSON file (not part of the output)."),
             overwrite: bool = typer.Option(False, help="Replace an existing output directory.")) -> None:
@@ -222,7 +224,8 @@ def collect(gold: Path = typer.Option(..., help="Gold JSONL/Parquet (GSM8K quest
         _check_samples(samples)
         problems = load_local(gold, source_name)
         result = run_collect(problems, samples, out, dedup, gold_rows, workers, overwrite,
-                             executor=Executor(type=executor), tasks=tasks, partitions=partitions)
+                             executor=Executor(type=executor), tasks=tasks, partitions=partitions,
+                             max_sample_chars=max_sample_chars)
     except Exception as exc:
         _fail(exc)
     if executor == "slurm":

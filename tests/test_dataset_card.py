@@ -87,3 +87,10 @@ def test_the_pushed_card_names_the_real_repo_and_still_verifies(screl, tmp_path)
     assert f'load_dataset("{repo}"' in card.text and "<org>/" not in card.text
     assert __import__("json").loads((tmp_path / "pulled" / "manifest.json").read_text())["fingerprint"] == fingerprint
     assert "<org>/card-test" in (out / "README.md").read_text()  # the local build is unchanged
+
+
+def test_validate_refuses_a_license_the_hub_does_not_know(screl):
+    recipe, _ = _build(screl, license='"Apache 2.0"')
+    result = run("validate", recipe)
+    assert result.returncode == 2
+    assert "publish.license" in result.stderr and "apache-2.0" in result.stderr and "r.yaml:" in result.stderr

@@ -4,9 +4,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import yaml
-
-from mathforge.errors import InputError, line_map, yaml_error
+from mathforge.errors import InputError, line_map
+from mathforge.errors import load_yaml as load_bounded_yaml
 
 # Settings of the papers, one flag away. A key set in the YAML (or on the command line) wins over the preset.
 PRESETS = {
@@ -45,11 +44,9 @@ def load_yaml(path: Path) -> tuple[dict, dict]:
     """The config mapping and, for error messages, the line of every key (the recipe loader's line map)."""
     try:
         text = path.read_text()
-        node, data = yaml.compose(text, Loader=yaml.SafeLoader), yaml.safe_load(text)
     except OSError as exc:
         raise InputError(f"cannot read config: {exc.strerror}", str(path)) from None
-    except yaml.YAMLError as exc:
-        raise yaml_error(exc, str(path)) from None
+    data, node = load_bounded_yaml(text, str(path))  # no alias bombs, no duplicate keys (the recipe loader's)
     if not isinstance(data, dict):
         raise InputError("a training config is a YAML mapping", str(path), 1)
     return data, line_map(node)

@@ -114,7 +114,10 @@ def sampling_params(stage: SampleStage) -> dict:
 def fingerprint(stage: SampleStage, spec: ModelSpec, docs: list[Doc]) -> str:
     """Everything that decides which requests are sent: model, params, template, the prompts themselves."""
     ids = hashlib.sha256("\n".join(f"{d.id}\t{d.text}" for d in docs).encode()).hexdigest()
-    body = {"model": spec.model_dump(exclude={"name", "build_tiny", "reasoning"}), "params": sampling_params(stage),
+    model = spec.model_dump(exclude={"name", "build_tiny", "reasoning", "host"})  # where a server binds: not content
+    if not model.get("trust_remote_code"):
+        model.pop("trust_remote_code", None)  # caches from before the field keep their fingerprint
+    body = {"model": model, "params": sampling_params(stage),
             "problems": ids}
     return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()[:16]
 
@@ -134,7 +137,7 @@ def preflight(stage_index: int, stage: SampleStage, problems: list[Problem], rec
     for name, text in (("template", template_of(stage)), ("system", stage.prompt.system)):
         if text is not None:
             file, line, dotted = recipe.where(*key, "prompt", name)
-            prompts.check_template(text, file, dotted, fields)
+            prompts.check_template(text, file, dotted, fields, line=line)
     check_models(stage, recipe, [(spec, key + ("models", m)) for m, spec in enumerate(stage.models)])
 
 

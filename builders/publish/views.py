@@ -31,7 +31,7 @@ def check_templates(publish, where) -> None:
     for name, text in templates_of(publish).items():
         if text is not None:
             file, line, key = where("publish", "templates", name)
-            prompts.check_template(text, file, key, row)
+            prompts.check_template(text, file, key, row, line=line)
 
 
 def training_row(columns: dict[str, list], i: int, reasoning: str) -> dict:

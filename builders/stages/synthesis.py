@@ -54,7 +54,7 @@ class Synthesis(Stage):
 
     def check(self, state: BuildState) -> None:
         file, line, dotted = self.where(state, "template")
-        prompts.check_template(self.template(), file, dotted, self.seed_fields)
+        prompts.check_template(self.template(), file, dotted, self.seed_fields, line=line)
 
     def run(self, state: BuildState) -> None:
         stage, key = self.spec, ("stages", self.index)

@@ -82,9 +82,9 @@ class Tutor(Stage):
 
     def check(self, state: BuildState) -> None:
         template = self.spec.template or tutoring.TEACHER_PROMPT
-        file, _line, dotted = self.where(state, "template")
+        file, line, dotted = self.where(state, "template")
         fields = tutoring.prompt_fields("Q?", ["a", "b"], "S" if self.spec.reference else None)
-        prompts.check_template(template, file, dotted, fields)
+        prompts.check_template(template, file, dotted, fields, line=line)
 
     def run(self, state: BuildState) -> None:
         stage, key = self.spec, ("stages", self.index)
