@@ -8,10 +8,11 @@ from fractions import Fraction
 # The RFT reference (gsm8k-ScRel) pattern: first `#### ` followed by digits, dots, commas.
 PAPER_ANSWER_RE = re.compile(r"#### (\-?[0-9\.\,]+)")
 # mathforge's GSM8K pattern: tolerant of `$`, spaces, units after the number.
-GSM8K_ANSWER_RE = re.compile(r"####\s*\$?\s*(-?[0-9][0-9,]*(?:\.[0-9]+)?|-?\.[0-9]+)")
+# Linear on any text: `\s*+(?:\$\s*+)?` is `\s*\$?\s*` without its quadratic backtracking over a run of spaces
+GSM8K_ANSWER_RE = re.compile(r"####\s*+(?:\$\s*+)?(-?[0-9][0-9,]*(?:\.[0-9]+)?|-?\.[0-9]+)")
 NUMBER_RE = re.compile(r"-?(?:[0-9][0-9,]*(?:\.[0-9]+)?|\.[0-9]+)")
 STRICT_NUMBER_RE = re.compile(
-    r"^\s*\$?\s*(-?)\s*(?:([0-9]{1,3}(?:,[0-9]{3})+|[0-9]+)(\.[0-9]+)?|(\.[0-9]+))\s*(%|\\%)?\s*$"
+    r"^\s*+(?:\$\s*+)?(-?)\s*+(?:([0-9]{1,3}(?:,[0-9]{3})+|[0-9]+)(\.[0-9]+)?|(\.[0-9]+))\s*+(%|\\%)?\s*+$"
 )
 MAX_NUMBER_CHARS = 400  # longer "numbers" are treated as unparseable, never converted
 

@@ -8,7 +8,7 @@ from fractions import Fraction
 from mathforge.verify.answers import strict_number
 from mathforge.verify.arithmetic import MAX_EXPR_CHARS, Refused, close_enough, exact_eval
 
-ANNOTATION_RE = re.compile(r"<<([^>]*)>>")  # the reference pattern, verbatim semantics
+ANNOTATION_RE = re.compile(r"<<([^>]*)>>")  # the reference pattern: `annotation_spans` is its linear-time scan
 
 _NUM = r"\d+(?:,\d{3})*(?:\.\d+)?"
 _OPERAND = rf"(?:\\frac\{{{_NUM}\}}\{{{_NUM}\}}|\$?{_NUM})"
@@ -24,9 +24,28 @@ _LATEX_OPS = (("\\times", "*"), ("\\cdot", "*"), ("\\div", "/"), ("×", "*"), ("
 _TIMES_X_RE = re.compile(r"(?<=[\d)\s])x(?=[\s\d(])")
 
 
+def annotation_spans(text: str) -> list[tuple[int, int, str]]:
+    """(start, end, body) of every `<<body>>`, exactly as `ANNOTATION_RE.finditer` finds them, in linear time.
+
+    The regex retries every `<` and rescans to the next `>` from each (`'<' * 40000` is quadratic); here a start
+    whose first following `>` is not `>>` proves every start before that `>` fails too, so the scan skips them."""
+    spans: list[tuple[int, int, str]] = []
+    pos, size = 0, len(text)
+    while (start := text.find("<<", pos)) >= 0:
+        close = text.find(">", start + 2)
+        if close < 0:
+            break  # no `>` anywhere after: no later start can match either
+        if close + 1 < size and text[close + 1] == ">":
+            spans.append((start, close + 2, text[start + 2:close]))
+            pos = close + 2
+        else:  # starts in (start, close - 1) meet the same lone `>`; `close - 1` is the first that may not
+            pos = max(start + 1, close - 1)
+    return spans
+
+
 def annotations(text: str) -> list[str]:
-    """The bodies of the `<<...>>` calculator annotations, in order."""
-    return ANNOTATION_RE.findall(text)
+    """The bodies of the `<<...>>` calculator annotations, in order (`ANNOTATION_RE.findall`, in linear time)."""
+    return [body for _, _, body in annotation_spans(text)] if "<<" in text else []
 
 
 def paper_key(bodies: list[str]) -> str:
@@ -36,7 +55,13 @@ def paper_key(bodies: list[str]) -> str:
 
 def plain_equations(text: str) -> list[tuple[int, str]]:
     """`a op b = c` equations written in plain text or LaTeX outside annotations, with their positions."""
-    masked = ANNOTATION_RE.sub(_mask, text) if "<<" in text else text
+    masked = text
+    if "<<" in text:
+        pieces, last = [], 0
+        for start, end, _ in annotation_spans(text):
+            pieces += [text[last:start], "#" * (end - start)]
+            last = end
+        masked = "".join(pieces) + text[last:]
     found = []
     pos = masked.find("=")
     while pos >= 0:
@@ -49,13 +74,9 @@ def plain_equations(text: str) -> list[tuple[int, str]]:
     return found
 
 
-def _mask(match: re.Match) -> str:
-    return "#" * (match.end() - match.start())
-
-
 def all_equations(text: str) -> list[str]:
     """Annotation and plain-text equations in reading order."""
-    found = [(m.start(), m.group(1)) for m in ANNOTATION_RE.finditer(text)]
+    found = [(start, body) for start, _, body in annotation_spans(text)] if "<<" in text else []
     found.extend(plain_equations(text))
     found.sort(key=lambda item: item[0])
     return [eq for _, eq in found]
@@ -150,9 +171,8 @@ def canonical_equation(equation: str) -> tuple[str, bool]:
     try:
         if len(python_lhs) > MAX_EXPR_CHARS:
             raise Refused("expression too long")
-        tree = ast.parse(python_lhs, mode="eval").body
-        lhs_key = _canon(tree)
-        value = exact_eval(python_lhs)
+        value = exact_eval(python_lhs)  # first: its budgets (length, nodes, depth, bit sizes) refuse hostile input
+        lhs_key = _canon(ast.parse(python_lhs, mode="eval").body)
     except (Refused, SyntaxError, ValueError, MemoryError, RecursionError):
         return equation.replace(" ", ""), False
     if rhs_value is None:

@@ -9,7 +9,9 @@ MAX_ANSWER_CHARS = 1_000          # an "answer" longer than this is a solution, 
 PHRASE_WINDOW = 4_000           # "final answer is" / "the answer is" are looked for in the last this many characters
 MAX_LINE_CHARS = 400            # the end of a line that the sentence rules read
 MAX_BARE_ANSWER_CHARS = 200       # a whole text this short without prose is itself the answer
-PROSE_RE = re.compile(r"[A-Za-z]{2,}\s+[A-Za-z]{2,}\s+[A-Za-z]{2,}")  # three words in a row: prose
+# three words in a row: prose. Entered only at a word's first letter, and possessive: linear on any text (the
+# plain `[A-Za-z]{2,}\s+...` rescans a 40,000-letter word from each of its letters)
+PROSE_RE = re.compile(r"(?<![A-Za-z])[A-Za-z]{2,}+\s++[A-Za-z]{2,}+\s++[A-Za-z]{2}")
 THINK_OPEN_RE = re.compile(r"<(think|thinking|reasoning)>", re.IGNORECASE)
 THINK_CLOSE_RE = re.compile(r"</(think|thinking|reasoning)>", re.IGNORECASE)
 BOX_RE = re.compile(r"\\(?:boxed|fbox)\s*\{")
@@ -144,7 +146,8 @@ def final_answer(text: str, mode: str = "auto") -> tuple[str | None, str]:
     bold = [b for b in BOLD_RE.findall(final) if not b.rstrip().endswith(":")]  # not a "**Step 1:**" heading
     if bold:
         return _clean(bold[-1]), "bold"
-    regions = list(DISPLAY_RE.finditer(final, tail_at))
+    ends_displayed = final.rstrip(" .\n").endswith(("$$", "\\]"))  # else no region can end the text: skip the scan
+    regions = list(DISPLAY_RE.finditer(final, tail_at)) if ends_displayed else []
     if regions and not final[regions[-1].end():].strip(" .\n"):  # the text ends with a displayed answer
         return _clean(next(g for g in regions[-1].groups() if g is not None)), "math"
     hoped = list(HOPE_RE.finditer("\n" + final[tail_at:]))

@@ -7,20 +7,28 @@ import functools
 import multiprocessing as mp
 import os
 import re
+import signal
 import threading
+import time
 from dataclasses import dataclass
 from fractions import Fraction
 from importlib import metadata
 from typing import Iterable, Literal
 
-from mathforge.verify.answers import GSM8K_ANSWER_RE, gsm8k_extract, strict_number
+from mathforge.verify.answers import GSM8K_ANSWER_RE, MAX_NUMBER_CHARS, gsm8k_extract, strict_number
 from mathforge.verify.extract import MAX_ANSWER_CHARS, PROSE_RE, final_answer, split_reasoning
 from mathforge.verify.extract import gold_answer as literal_answer
 from mathforge.verify.normalize import answer_list, enclosed, exact_number, normalize, strip_assignments
 
 Mode = Literal["gsm8k", "math", "auto"]
 CORRECT, WRONG, UNPARSEABLE = "correct", "wrong", "unparseable"
-TIMEOUT_SECONDS = 5
+TIMEOUT_SECONDS = 5           # math-verify's share of one comparison
+ROW_BUDGET_SECONDS = 15.0     # the whole pipeline of one row (extraction, normalization, every comparison)
+HELPERS = max(2, os.cpu_count() or 1)  # helper processes grading for threads other than the main thread
+HELPER_START_SECONDS = 120    # a helper's one-time start (its imports): not charged to the row that waits on it
+HELPER_GRACE_SECONDS = 1.0    # past its own alarm, a helper's answer is awaited this long, then it is killed
+MAX_PARTS = 64                # answers in one multiple answer: more is not an answer to compare
+TIMEOUT, GOLD = "timeout", "gold"  # the reasons of an overrun and of a gold answer that cannot be read
 
 
 def _version(dist: str) -> str:
@@ -35,7 +43,7 @@ VERIFIER = f"mathforge-grader/{_version('mathforge')}+math-verify/{_version('mat
 
 @dataclass(frozen=True)
 class Verdict:
-    """One grading outcome: the verdict, the extracted prediction and, when not correct, why."""
+    """One grading outcome: the verdict, the extracted prediction and why (every verdict names its reason)."""
 
     verdict: str
     pred: str | None = None
@@ -51,33 +59,73 @@ def extract(text: str, mode: Mode, last_number_fallback: bool = False) -> str | 
     return answer
 
 
+class Deadline:
+    """A row's wall-time budget: `left()` seconds remain; a helper's one-time start is not charged (`pause`)."""
+
+    def __init__(self, seconds: float):
+        self.at = time.monotonic() + seconds
+
+    def left(self) -> float:
+        return self.at - time.monotonic()
+
+    def pause(self, seconds: float) -> None:
+        self.at += seconds
+
+
 def grade(gold: str, pred: str, mode: Mode = "auto", last_number_fallback: bool = False,
-          timeout: float = TIMEOUT_SECONDS) -> Verdict:
-    """Grade one prediction (an answer or a whole solution) against a gold answer or gold solution."""
+          timeout: float = TIMEOUT_SECONDS, budget: float = ROW_BUDGET_SECONDS) -> Verdict:
+    """Grade one prediction (an answer or a whole solution) against a gold answer or gold solution, within
+    `budget` seconds of wall time for the whole row (past it: `unparseable`, reason `timeout`)."""
     if mode == "gsm8k" and not last_number_fallback:
         return _grade_gsm8k(gold, pred)
+    deadline = Deadline(budget)
     gold_answer = literal_answer(gold, mode)
-    if gold_answer is None:
-        return Verdict(UNPARSEABLE, None, "gold answer unparseable")
+    if gold_answer is None or not balanced_braces(gold_answer):
+        return Verdict(UNPARSEABLE, None, GOLD)  # no answer in the gold, or a malformed one (`\\boxed{1`)
     pred_answer, how = final_answer(pred, mode)
     if pred_answer is None and last_number_fallback:
         pred_answer = extract(pred, mode, True)
     if pred_answer is None:
         return Verdict(UNPARSEABLE, None, "reasoning not finished" if how.startswith("reasoning")
                        else "no final answer found")
+    if deadline.left() <= 0:
+        return Verdict(UNPARSEABLE, pred_answer, TIMEOUT)
     if mode == "gsm8k":
         gold_num, pred_num = strict_number(gold_answer), strict_number(pred_answer)
         if gold_num is None or pred_num is None:
             return Verdict(UNPARSEABLE, pred_answer, "not a number")
-        return Verdict(CORRECT if gold_num == pred_num else WRONG, pred_answer)
-    verdict, reason = compare(gold_answer, pred_answer, timeout)
+        return Verdict(*_numbers_verdict(gold_num, pred_num, pred_answer))
+    verdict, reason = compare(gold_answer, pred_answer, timeout, deadline=deadline)
     return Verdict(verdict, pred_answer, reason)
+
+
+def balanced_braces(text: str) -> bool:
+    """Every unescaped `{` closed in order (`\\{` and `\\}` are set braces, not groups): `\\boxed{1` is not."""
+    depth, i, size = 0, 0, len(text)
+    while i < size:
+        ch = text[i]
+        if ch == "\\":
+            i += 2
+            continue
+        if ch == "{":
+            depth += 1
+        elif ch == "}":
+            depth -= 1
+            if depth < 0:
+                return False
+        i += 1
+    return depth == 0
+
+
+def _numbers_verdict(gold, pred, pred_answer: str) -> tuple[str, str, str]:
+    return (CORRECT, pred_answer, "equal numbers") if gold == pred else (WRONG, pred_answer, "different numbers")
 
 
 @functools.lru_cache(maxsize=1 << 16)
 def _gsm8k_number(answer: str):
     """strict_number, cached: GSM8K answers repeat (every sample of a question shares its gold)."""
-    return int(answer) if answer.isdigit() else strict_number(answer)
+    short = len(answer) <= MAX_NUMBER_CHARS and answer.isascii()  # a 50,000-digit `#### n` is not a number
+    return int(answer) if short and answer.isdigit() else strict_number(answer)
 
 
 @functools.lru_cache(maxsize=1 << 16)
@@ -89,7 +137,7 @@ def _grade_gsm8k(gold: str, pred: str) -> Verdict:
     """The exact GSM8K rule on its fast path: `#### n` (or a bare number) compared as exact numbers."""
     gold_answer = _gsm8k_gold(gold)
     if gold_answer is None:
-        return Verdict(UNPARSEABLE, None, "gold answer unparseable")
+        return Verdict(UNPARSEABLE, None, GOLD)
     match = GSM8K_ANSWER_RE.search(pred if "\x00" not in pred else pred.split("\x00", 1)[0])
     if match is None:
         if "####" in pred or strict_number(pred) is None:
@@ -100,7 +148,7 @@ def _grade_gsm8k(gold: str, pred: str) -> Verdict:
     gold_num, pred_num = _gsm8k_number(gold_answer), _gsm8k_number(pred_answer)
     if gold_num is None or pred_num is None:
         return Verdict(UNPARSEABLE, pred_answer, "not a number")
-    return Verdict(CORRECT if gold_num == pred_num else WRONG, pred_answer)
+    return Verdict(*_numbers_verdict(gold_num, pred_num, pred_answer))
 
 
 KINDS = {"gsm8k": "gsm8k", "latex": "math", "auto": "auto"}  # a source's answer kind -> the grading mode
@@ -149,28 +197,35 @@ def answer_classes(answers: list[str | None], kind: str = "auto") -> list[list[i
     return sorted(classes, key=lambda members: (-len(members), members[0]))
 
 
-def compare(gold: str, pred: str, timeout: float = TIMEOUT_SECONDS, depth: int = 0) -> tuple[str, str | None]:
+def compare(gold: str, pred: str, timeout: float = TIMEOUT_SECONDS, depth: int = 0,
+            deadline: Deadline | None = None) -> tuple[str, str]:
     """(verdict, reason) for two extracted answers: normalized spelling, exact rationals, multiple answers in any
     order, then math-verify with an exactness guard. Never true by rounding: rationals compare exactly, exact
-    irrationals at 120 digits, and a decimal only stands for an exact value when printed in full (15+ digits)."""
+    irrationals at 120 digits, and a decimal only stands for an exact value when printed in full (15+ digits).
+    Within `deadline` (default: ROW_BUDGET_SECONDS from now); past it, `unparseable` with reason `timeout`."""
+    deadline = deadline if deadline is not None else Deadline(ROW_BUDGET_SECONDS)
     g, p = normalize(gold), normalize(pred)
     if g == p:
-        return CORRECT, None
+        return CORRECT, "same answer"
     if ("=" in g) != ("=" in p):  # `x = 3` against `3`; `x=2, y=-1` against `2, -1` or the point `(2, -1)`
         g, p = strip_assignments(g, enclosed(p)), strip_assignments(p, enclosed(g))
     exact_g, exact_p = exact_number(g), exact_number(p)
     if exact_g is not None and exact_p is not None:
-        return (CORRECT, None) if exact_g == exact_p or _long_decimal_of(g, p, exact_g, exact_p) else (WRONG, None)
+        if exact_g == exact_p or _long_decimal_of(g, p, exact_g, exact_p):
+            return CORRECT, "equal numbers"
+        return WRONG, "different numbers"
     parts_g, parts_p = answer_list(g), answer_list(p)
     if (len(parts_g) > 1 or len(parts_p) > 1) and depth == 0:
+        if len(parts_g) > MAX_PARTS or len(parts_p) > MAX_PARTS:
+            return UNPARSEABLE, "too many answers"
         if len(parts_g) != len(parts_p):
             return WRONG, f"{len(parts_p)} answer(s) for {len(parts_g)}"
-        return _match_all(parts_g, parts_p, timeout)
+        return _match_all(parts_g, parts_p, timeout, deadline)
     if (why := too_large(g) or too_large(p)) is not None:
         return UNPARSEABLE, why
     if PROSE_RE.search(p) and not PROSE_RE.search(g):
         return WRONG, "a sentence, not an answer"  # never handed to the LaTeX parser
-    return _latex_verdict(g, p, timeout, decimal_digits(p))
+    return _latex_verdict(g, p, timeout, decimal_digits(p), deadline)
 
 
 def _long_decimal_of(g: str, p: str, exact_g, exact_p) -> bool:
@@ -184,32 +239,41 @@ def _long_decimal_of(g: str, p: str, exact_g, exact_p) -> bool:
     return False
 
 
-def _match_all(golds: list[str], preds: list[str], timeout: float) -> tuple[str, str | None]:
+def _match_all(golds: list[str], preds: list[str], timeout: float, deadline: Deadline) -> tuple[str, str]:
     """Every predicted answer matches a different gold answer (sets and multiple answers: any order)."""
     left = list(golds)
     for pred in preds:
-        hit = next((i for i, gold in enumerate(left) if compare(gold, pred, timeout, depth=1)[0] == CORRECT), None)
+        hit = None
+        for i, gold in enumerate(left):
+            verdict, reason = compare(gold, pred, timeout, depth=1, deadline=deadline)
+            if reason == TIMEOUT:
+                return UNPARSEABLE, TIMEOUT
+            if verdict == CORRECT:
+                hit = i
+                break
         if hit is None:
             return WRONG, f"no gold answer matches {pred!r}"
         left.pop(hit)
-    return CORRECT, None
+    return CORRECT, "every answer matches"
 
 
-DECIMAL_RE = re.compile(r"[0-9]*\.[0-9]+")
+DECIMAL_RE = re.compile(r"(?<![0-9])[0-9]+\.[0-9]+|\.[0-9]+")  # `[0-9]*\.[0-9]+`, entered once per digit run
 MAX_DIGITS = 400          # a literal integer longer than this is not compared
 MAX_EXPONENT = 10_000     # a literal exponent or factorial argument above this is not computed
 MAX_NESTING = 40          # bracket depth
 MAX_OPERATORS = 120       # + - * / ^ and LaTeX products: longer expressions are not an answer to compare
 OPERATOR_RE = re.compile(r"[-+*/^]|\\cdot|\\times")
-NESTED_POWER_RE = re.compile(r"\^\s*\{[^{}]*(?:\^|!)")
-EXPONENT_RE = re.compile(r"(?:\^\s*\{?\s*|\*\*\s*)([0-9]+)|([0-9]+)\s*!")
+NESTED_POWER_RE = re.compile(r"\^\s*+\{[^{}]*(?:\^|!)")
+# every pattern here is linear: a digit run is entered only at its first digit, and no two quantifiers overlap
+EXPONENT_RE = re.compile(r"(?:\^\s*+(?:\{\s*+)?|\*\*\s*+)([0-9]+)|(?<![0-9])([0-9]+)\s*+!")
+LONG_NUMBER_RE = re.compile(rf"(?<![0-9])[0-9]{{{MAX_DIGITS + 1}}}")
 
 
 def too_large(answer: str) -> str | None:
     """Why an answer is not handed to the symbolic layer (None: it may be): size caps, so no parse can run away."""
     if len(answer) > MAX_ANSWER_CHARS:
         return "answer too long"
-    if re.search(rf"[0-9]{{{MAX_DIGITS + 1}}}", answer):
+    if LONG_NUMBER_RE.search(answer):
         return "number too long"
     depth = peak = 0
     for ch in answer:
@@ -232,36 +296,90 @@ def decimal_digits(text: str) -> int:
     return max((len(m.replace(".", "").lstrip("0")) for m in DECIMAL_RE.findall(text)), default=0)
 
 
-def _latex_verdict(gold_answer: str, pred_answer: str, timeout: float, digits: int = 0) -> tuple[str, str | None]:
-    """math-verify on LaTeX only (its plain-expression path runs sympy's parse_expr, i.e. eval)."""
+def _latex_verdict(gold_answer: str, pred_answer: str, timeout: float, digits: int = 0,
+                   deadline: Deadline | None = None) -> tuple[str, str]:
+    """math-verify on LaTeX only (its plain-expression path runs sympy's parse_expr, i.e. eval), for at most
+    `timeout` seconds and never past the row's deadline."""
+    deadline = deadline if deadline is not None else Deadline(timeout)
+    seconds = min(timeout, deadline.left())
+    if seconds <= 0:
+        return UNPARSEABLE, TIMEOUT
     if threading.current_thread() is threading.main_thread():
-        return _math_verify(gold_answer, pred_answer, timeout, digits)
-    return _in_helper_process(gold_answer, pred_answer, timeout)
+        return _math_verify(gold_answer, pred_answer, seconds, digits)
+    return _in_helper_process(gold_answer, pred_answer, seconds, digits, deadline)
 
 
-def _math_verify(gold_answer: str, pred_answer: str, timeout: float | None, digits: int = 0) -> tuple[str, str | None]:
-    """Run math-verify here (main thread: its SIGALRM timeouts work) on `$...$`-wrapped answers; a `True` on two
-    numbers is then checked exactly (rationals) or to a relative 1e-12, never by rounding."""
+class _Overrun(BaseException):
+    """Raised by the alarm: a BaseException, so math-verify's `except Exception` cannot turn it into `wrong`."""
+
+
+def _with_alarm(seconds: float, work):
+    """`work()` on this (main) thread, interrupted after `seconds`; re-rung every 50 ms should code swallow it."""
+    armed = [True]
+
+    def ring(signum, frame):
+        if armed[0]:
+            raise _Overrun()
+
+    previous = signal.signal(signal.SIGALRM, ring)
+    started, (old_delay, old_interval) = time.monotonic(), (0.0, 0.0)
+    try:
+        old_delay, old_interval = signal.setitimer(signal.ITIMER_REAL, max(seconds, 0.001), 0.05)
+        return work()
+    finally:
+        while True:  # disarm for certain: a ring landing here is caught and the disarming repeated
+            try:
+                armed[0] = False
+                signal.setitimer(signal.ITIMER_REAL, 0)
+                break
+            except _Overrun:
+                continue
+        signal.signal(signal.SIGALRM, previous if previous is not None else signal.SIG_DFL)
+        if old_delay:  # a caller's own alarm runs on, less the time spent here
+            signal.setitimer(signal.ITIMER_REAL, max(old_delay - (time.monotonic() - started), 0.001), old_interval)
+
+
+def _quiet_math_verify():
+    """math-verify's own timeouts are off (one SIGALRM at a time: ours); so is its warning that they are off."""
+    import math_verify.grader
+    import math_verify.parser
+
+    math_verify.grader.TIMEOUT_WARNING_SHOWN = math_verify.parser.TIMEOUT_WARNING_SHOWN = True
+
+
+def _math_verify(gold_answer: str, pred_answer: str, timeout: float | None, digits: int = 0) -> tuple[str, str]:
+    """Run math-verify here (the main thread: the alarm works) on `$...$`-wrapped answers, all of it (parses,
+    comparison, exactness check) within `timeout` seconds; a `True` on two numbers is then checked exactly
+    (rationals) or to a relative 1e-12, never by rounding. An overrun is `unparseable: timeout`."""
     from math_verify import LatexExtractionConfig, parse, verify
 
+    _quiet_math_verify()
     config = [LatexExtractionConfig()]
-    seconds = max(1, int(round(timeout))) if timeout else None
+
+    def work() -> tuple[str, str]:
+        try:
+            gold_parsed = parse(f"${gold_answer}$", extraction_config=config, parsing_timeout=None)
+            pred_parsed = parse(f"${pred_answer}$", extraction_config=config, parsing_timeout=None)
+        except Exception as exc:  # math-verify raises ValueError and others on hostile input
+            return UNPARSEABLE, f"latex parse failed: {type(exc).__name__}"
+        if not gold_parsed:
+            return UNPARSEABLE, GOLD
+        if not pred_parsed:
+            return UNPARSEABLE, "prediction unparseable"
+        try:
+            ok = verify(gold_parsed, pred_parsed, timeout_seconds=None)
+            if ok and not _numbers_agree(gold_parsed[0], pred_parsed[0], digits):
+                return WRONG, "differs beyond rounding"
+        except Exception as exc:
+            return UNPARSEABLE, f"comparison failed: {type(exc).__name__}"
+        return (CORRECT, "equivalent (math-verify)") if ok else (WRONG, "not equivalent (math-verify)")
+
+    if not timeout:
+        return work()
     try:
-        gold_parsed = parse(f"${gold_answer}$", extraction_config=config, parsing_timeout=seconds)
-        pred_parsed = parse(f"${pred_answer}$", extraction_config=config, parsing_timeout=seconds)
-    except Exception as exc:  # math-verify raises TimeoutError/ValueError on hostile input
-        return UNPARSEABLE, f"latex parse failed: {type(exc).__name__}"
-    if not gold_parsed:
-        return UNPARSEABLE, "gold answer unparseable"
-    if not pred_parsed:
-        return UNPARSEABLE, "prediction unparseable"
-    try:
-        ok = verify(gold_parsed, pred_parsed, timeout_seconds=seconds)
-        if ok and not _numbers_agree(gold_parsed[0], pred_parsed[0], digits):
-            return WRONG, "differs beyond rounding"
-    except Exception as exc:
-        return UNPARSEABLE, f"comparison failed: {type(exc).__name__}"
-    return (CORRECT, None) if ok else (WRONG, None)
+        return _with_alarm(timeout, work)
+    except _Overrun:
+        return UNPARSEABLE, TIMEOUT
 
 
 def _numbers_agree(gold, pred, digits: int = 0) -> bool:
@@ -295,33 +413,102 @@ def _close(a, b, digits: int, tolerance: str) -> bool:
     return bool(scale == 0 or abs(x - y) <= sympy.Float(tolerance, digits) * scale)
 
 
-_helper_lock = threading.Lock()
-_helper: cf.ProcessPoolExecutor | None = None
+# Threads other than the main thread cannot take a SIGALRM: they grade in helper processes, one pair per helper
+# at a time, up to HELPERS at once (no lock held while waiting); a helper that overruns is killed and replaced.
+_pool = threading.Condition()
+_idle: list[cf.ProcessPoolExecutor] = []
+_live = [0]
 
 
-def _in_helper_process(gold_answer: str, pred_answer: str, timeout: float) -> tuple[str, str | None]:
-    """Off the main thread: grade in a helper process and kill it if it overruns the timeout."""
-    global _helper
-    with _helper_lock:
-        if _helper is None:
-            _helper = cf.ProcessPoolExecutor(max_workers=1, mp_context=mp.get_context("spawn"))
-        future = _helper.submit(_math_verify, gold_answer, pred_answer, timeout)
-        try:
-            return future.result(timeout=timeout * 2 + 30)  # the first call pays the import
-        except (cf.TimeoutError, cf.process.BrokenProcessPool) as exc:
-            for proc in list((_helper._processes or {}).values()):
-                proc.kill()
-            _helper.shutdown(wait=False, cancel_futures=True)
-            _helper = None
-            return UNPARSEABLE, "timeout" if isinstance(exc, cf.TimeoutError) else "grader process died"
+def _start_helper() -> None:
+    """A helper's one-time start: the imports, so no row pays for them."""
+    _quiet_math_verify()
+    import math_verify  # noqa: F401
+    import sympy  # noqa: F401
+
+
+def _take_helper(deadline: Deadline) -> cf.ProcessPoolExecutor | None:
+    with _pool:
+        while not _idle and _live[0] >= HELPERS:
+            if deadline.left() <= 0:
+                return None
+            _pool.wait(deadline.left())
+        if _idle:
+            return _idle.pop()
+        _live[0] += 1
+    started = time.monotonic()
+    try:
+        helper = cf.ProcessPoolExecutor(max_workers=1, mp_context=mp.get_context("spawn"))
+        helper.submit(_start_helper).result(timeout=HELPER_START_SECONDS)
+    except BaseException:
+        _drop_helper(locals().get("helper"))
+        raise
+    finally:
+        deadline.pause(time.monotonic() - started)
+    return helper
+
+
+def _give_helper(helper: cf.ProcessPoolExecutor) -> None:
+    with _pool:
+        _idle.append(helper)
+        _pool.notify()
+
+
+def _drop_helper(helper: cf.ProcessPoolExecutor | None) -> None:
+    if helper is not None:
+        for proc in list((helper._processes or {}).values()):
+            proc.kill()
+        helper.shutdown(wait=False, cancel_futures=True)
+    with _pool:
+        _live[0] -= 1
+        _pool.notify()
+
+
+def _in_helper_process(gold_answer: str, pred_answer: str, timeout: float, digits: int = 0,
+                       deadline: Deadline | None = None) -> tuple[str, str]:
+    """Off the main thread: grade in a helper process of the pool; kill it if it overruns."""
+    deadline = deadline if deadline is not None else Deadline(timeout)
+    try:
+        helper = _take_helper(deadline)
+    except Exception:
+        return UNPARSEABLE, "grader process died"
+    if helper is None:
+        return UNPARSEABLE, TIMEOUT
+    seconds = min(timeout, deadline.left())
+    if seconds <= 0:
+        _give_helper(helper)
+        return UNPARSEABLE, TIMEOUT
+    try:
+        future = helper.submit(_math_verify, gold_answer, pred_answer, seconds, digits)
+        result = future.result(timeout=seconds + HELPER_GRACE_SECONDS)
+    except (cf.TimeoutError, cf.process.BrokenProcessPool, RuntimeError) as exc:
+        _drop_helper(helper)
+        return UNPARSEABLE, TIMEOUT if isinstance(exc, cf.TimeoutError) else "grader process died"
+    except BaseException:
+        _drop_helper(helper)
+        raise
+    _give_helper(helper)
+    return result
+
+
+def _forget_helpers() -> None:
+    """In a forked child the parent's helpers are not ours: start afresh."""
+    global _pool
+    _pool = threading.Condition()
+    _idle.clear()
+    _live[0] = 0
+
+
+os.register_at_fork(after_in_child=_forget_helpers)
 
 
 @atexit.register
 def _shutdown_helper() -> None:
-    global _helper
-    if _helper is not None:
-        _helper.shutdown(wait=True, cancel_futures=True)
-        _helper = None
+    with _pool:
+        helpers = list(_idle)
+        _idle.clear()
+    for helper in helpers:
+        helper.shutdown(wait=True, cancel_futures=True)
 
 
 def _grade_chunk(args: tuple[list[tuple[str, str]], Mode, bool, float]) -> list[Verdict]:
