@@ -85,6 +85,9 @@ def test_the_pushed_card_names_the_real_repo_and_still_verifies(screl, tmp_path)
     finally:
         server.stop()
     assert f'load_dataset("{repo}"' in card.text and "<org>/" not in card.text
+    data = card.data.to_dict()  # the pushed card's metadata, against the Hub's vocabularies
+    assert data["license"] in LICENSES and data["size_categories"][0] in {c for _, c in SIZE_CATEGORIES}
+    assert set(data["task_categories"]) <= {"text-generation", "question-answering"}
     assert __import__("json").loads((tmp_path / "pulled" / "manifest.json").read_text())["fingerprint"] == fingerprint
     assert "<org>/card-test" in (out / "README.md").read_text()  # the local build is unchanged
 

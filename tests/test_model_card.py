@@ -11,6 +11,7 @@ from hub_server import HubServer
 TOKEN = "hf_mathforge_test_token_42"
 DATASET = "mathforge-tests/tiny-rft"
 MODEL = "mathforge-tests/tiny-sft"
+BASE = "mathforge-tests/tiny-base"
 
 
 def test_pushed_model_card_names_the_dataset_version_and_fingerprint(corpus, tiny_model, tmp_path):
@@ -23,8 +24,12 @@ def test_pushed_model_card_names_the_dataset_version_and_fingerprint(corpus, tin
            "MATHFORGE_CACHE": str(tmp_path / "cache"), "HF_HUB_ETAG_TIMEOUT": "5"}
     try:
         assert run("push", build, "--repo", DATASET, env=env).returncode == 0
-        config = tmp_path / "sft.yaml"
-        config.write_text(f"model_name_or_path: {tiny_model}\ndataset_name: {DATASET}@v{manifest['version']}\n"
+        upload = (f"from huggingface_hub import HfApi\napi = HfApi()\napi.create_repo({BASE!r})\n"
+                  f"api.upload_folder(repo_id={BASE!r}, folder_path={str(tiny_model)!r})")
+        uploaded = subprocess.run([sys.executable, "-c", upload], capture_output=True, text=True, env=env, timeout=120)
+        assert uploaded.returncode == 0, uploaded.stderr
+        config = tmp_path / "sft.yaml"  # the base model and the dataset both from the Hub
+        config.write_text(f"model_name_or_path: {BASE}\ndataset_name: {DATASET}@v{manifest['version']}\n"
                           f"output_dir: {tmp_path / 'run'}\nper_device_train_batch_size: 4\nmax_steps: 2\n"
                           f"max_length: 128\npush_to_hub: true\nhub_model_id: {MODEL}\nsave_strategy: 'no'\n")
         trained = run("train", "sft", config, env=env, timeout=600)
@@ -38,5 +43,6 @@ def test_pushed_model_card_names_the_dataset_version_and_fingerprint(corpus, tin
     for card in (fetched.stdout, (tmp_path / "run" / "README.md").read_text()):
         front, body = card.split("---\n", 2)[1:]
         assert f"- {DATASET}" in front and "mathforge" in front and "sft" in front
+        assert f"base_model: {BASE}" in front
         assert manifest["fingerprint"] in body and f"v{manifest['version']}" in body
         assert "fine-tuned version of [None]" not in card
