@@ -44,7 +44,8 @@ def resolve(model: str, revision: str | None = None) -> tuple[str, str | None]:
     except GatedRepoError:
         raise InputError(f"Hub model {repo} is gated: accept its terms and set HF_TOKEN") from None
     except RepositoryNotFoundError:
-        raise InputError(f"no such model on the Hub (or no access): {repo}") from None
+        raise InputError(f"{repo}: not a local model directory, and no such model on the Hub (or no access)") \
+            from None
     except RevisionNotFoundError:
         raise InputError(f"no revision {rev!r} in Hub model {repo}") from None
     if not (Path(path) / "config.json").exists():
