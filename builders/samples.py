@@ -90,29 +90,6 @@ def seed_file_index(path: str, bounds: list[int], block_size: int = 1 << 24) -> 
     return line, [found.get(b, position) for b in bounds]
 
 
-def read_lines_at(path: str, offset: int, count: int) -> tuple[list[bytes], int]:
-    """Up to `count` lines (without their newline) from byte `offset`, and the offset after them."""
-    lines = []
-    with open(path, "rb") as handle:
-        handle.seek(offset)
-        for _ in range(count):
-            raw = handle.readline()
-            if not raw:
-                break
-            lines.append(raw[:-1] if raw.endswith(b"\n") else raw)
-        return lines, handle.tell()
-
-
-def read_seed_lines(path: str) -> list[bytes]:
-    """The lines of a seed file as `readlines()` would give them (a trailing newline adds no line)."""
-    with open(path, "rb") as handle:
-        data = handle.read()
-    lines = data.split(b"\n")
-    if lines and lines[-1] == b"":
-        lines.pop()
-    return lines
-
-
 def completion_of(line: bytes) -> str:
     """The completion of one seed-file line (`[[prompt, completion]]`, or `{"gen": [completion]}`)."""
     try:

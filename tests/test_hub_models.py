@@ -8,6 +8,7 @@ import sys
 import pyarrow.parquet as pq
 from conftest import run
 from hub_server import HubServer
+
 from mathforge.testing import synthetic
 
 TOKEN = "hf_mathforge_test_token_42"

@@ -103,14 +103,6 @@ class Corpus:
     def __len__(self) -> int:
         return sum(pq.ParquetFile(part).metadata.num_rows for part in self.parts) + len(self.tail["problem_id"])
 
-    def to_columns(self) -> dict[str, list]:
-        """Every row as columns in memory (small builds and tests only)."""
-        columns: dict[str, list] = {name: [] for name in SCHEMA.names}
-        for chunk in self.chunks():
-            for name in SCHEMA.names:
-                columns[name].extend(chunk[name])
-        return columns
-
 
 class ShardWriter:
     """`train-0000i-of-0000N.parquet` shards of exactly `shard_rows` rows (the last: the rest) from tables written
