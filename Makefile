@@ -35,7 +35,8 @@ bench-collect: install
 	$(BIN)/python benchmarks/collect/run.py
 
 bench-generation: install
-	$(BIN)/python benchmarks/generation/run.py
+	$(BIN)/python benchmarks/generation/pools.py
+	$(BIN)/python benchmarks/generation/run.py --processes 1
 
 bench-train: install
 	$(BIN)/python benchmarks/train/run.py

@@ -138,7 +138,9 @@ class SampleStage(Requests):
     stop: list[str] = Field(default_factory=list)  # the paper stops at end-of-sequence only
     prompt: Prompt = Prompt()
     quota: Quota | None = None
-    concurrency: int = Field(default=64, ge=1)  # at most limits.concurrency
+    concurrency: int = Field(default=64, ge=1)  # at most limits.concurrency; requests in flight to one model's server
+    # client processes sharing that server (local executor): None derives them from `concurrency` (runner.PER_PROCESS)
+    client_processes: int | None = Field(default=None, ge=1, le=64)
     response_format: dict | None = None  # passed as is (e.g. a json_schema for structured output)
 
     @model_validator(mode="after")

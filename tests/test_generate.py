@@ -86,13 +86,16 @@ def test_local_transformers_serve_and_endpoint_union(gold, tiny_model):
     assert "sampling" in result.stdout and "tiny" in result.stdout
 
 
-def test_kill9_then_resume(gold):
-    """kill -9 mid-sampling; the rerun finishes from checkpoints and the request cache, nothing lost or doubled."""
+@pytest.mark.parametrize("processes", [1, 2])
+def test_kill9_then_resume(gold, processes):
+    """kill -9 mid-sampling (one client process, or two sharing the server); the rerun finishes from checkpoints and
+    the request cache, nothing lost or doubled; a resume keeps the first run's split even if the recipe changes it."""
     rows = synthetic.problems(40, seed=5)
     synthetic.write_gold(rows, gold["path"])
     latency = lambda payload: 0.02 + payload["seed"] % 5 * 0.03  # noqa: E731 (uneven: documents half done)
     with FakeOpenAI(reply=solver_reply(rows), latency=latency) as server:
-        recipe = sample_recipe(gold["tmp"], gold["path"], endpoint(server.url))
+        recipe = sample_recipe(gold["tmp"], gold["path"], endpoint(server.url),
+                               stage=f"    client_processes: {processes}\n")
         process = subprocess.Popen([*CLI, "build", str(recipe)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                                    start_new_session=True)
         deadline = time.monotonic() + 120
@@ -100,35 +103,44 @@ def test_kill9_then_resume(gold):
                 and process.poll() is None:
             time.sleep(0.005)
         assert process.poll() is None, process.stderr.read().decode()
-        os.killpg(process.pid, signal.SIGKILL)
+        os.killpg(process.pid, signal.SIGKILL)  # the build and every client process it forked
         process.wait()
         work = next((gold["tmp"] / "work" / "gen" / "1.0.0" / "samples").iterdir())
         assert not (work / "samples.parquet").exists()
+        assert json.loads((work / "client-layout.json").read_text())["processes"] == processes
         checkpoints = work / "checkpoints"
-        with sqlite3.connect(checkpoints / "00000" / "replay.sqlite3") as conn:
-            cached = conn.execute("SELECT COUNT(*) FROM request_cache WHERE result IS NOT NULL").fetchone()[0]
-        last_chunk = checkpoints / "last_chunk" / "00000.txt"
-        marker = last_chunk.read_text().strip() if last_chunk.exists() else ""  # empty: killed mid-write
-        finished_docs = (int(marker) + 1) * 3 if marker else 0
+        ranks = sorted(p.name for p in checkpoints.iterdir() if p.name.isdigit())
+        assert len(ranks) == processes  # each process its own checkpoints and cache
+        cached, finished_docs = 0, 0
+        for rank in ranks:
+            with sqlite3.connect(checkpoints / rank / "replay.sqlite3") as conn:
+                cached += conn.execute("SELECT COUNT(*) FROM request_cache WHERE result IS NOT NULL").fetchone()[0]
+            last_chunk = checkpoints / "last_chunk" / f"{rank}.txt"
+            marker = last_chunk.read_text().strip() if last_chunk.exists() else ""  # empty: killed mid-write
+            finished_docs += (int(marker) + 1) * 3 if marker else 0
         completed_before = cached + 4 * finished_docs  # requests whose answers were on disk at the kill
         time.sleep(0.5)  # requests in flight at the kill finish on the server side (their client is gone)
         served_before = server.counts["ok"]
 
+        text = recipe.read_text().replace(f"client_processes: {processes}", "client_processes: 3")
+        recipe.write_text(text)  # not what the first run used: the saved split must win, or ranks would mismatch
         result = run("build", recipe)
         assert result.returncode == 0, result.stderr
         stats = json.loads((work / "run-stats.json").read_text())
+        assert stats["client_processes"] == processes
         not_resampled = 40 - stats["documents_processed"]  # restored whole from datatrove's checkpoints
         hits = stats.get("cache_hits", 0)
         assert cached == 0 or hits > 0  # answers in the request cache at the kill are read back, not re-asked
         assert hits + 4 * not_resampled >= completed_before  # nothing completed was asked again
         assert server.counts["ok"] - served_before == stats["cache_misses"]
-        # sent twice: at most the replies that had not reached the disk at the kill (datatrove's cache writer
-        # commits from a queue, so under load that can be more than the requests in flight)
+        # sent twice: at most the replies that had not reached the disk at the kill (the cache writer commits
+        # from a queue, so under load that can be more than the requests in flight)
         assert server.counts["ok"] - 160 <= served_before - completed_before
     samples = samples_of(gold["tmp"])
     assert len(samples) == 160
     assert Counter((s["problem_id"], s["sample_index"]) for s in samples).most_common(1)[0][1] == 1
     assert {s["sample_index"] for s in samples} == {0, 1, 2, 3}
+    assert len({s["problem_id"] for s in samples}) == 40
 
 
 def test_a_torn_last_chunk_marker_resumes_without_resampling(gold):
@@ -322,3 +334,96 @@ def test_every_shipped_recipe_validates_and_dry_runs_offline(tmp_path):
     assert result.returncode == 0, result.stderr
     assert "16 problems x 1 model(s) x 4 = 64 requests" in result.stdout
     assert not any(tmp_path.iterdir())  # a dry run writes nothing and starts nothing
+
+
+def test_several_client_processes_send_the_same_requests_and_write_the_same_samples(gold, monkeypatch):
+    """concurrency 16 split over 1, 2 or 3 client processes: the same requests (seeds), the same samples, one
+    progress line over all of them; the split is not content (the manifest's recipe, which the fingerprint covers,
+    does not change)."""
+    by_layout = {}
+    with FakeOpenAI(reply=solver_reply(gold["rows"]), latency=0.01) as server:
+        for processes in (1, 2, 3):
+            tmp = gold["tmp"] / f"p{processes}"
+            tmp.mkdir()
+            recipe = sample_recipe(tmp, gold["path"], endpoint(server.url),
+                                   stage=f"    client_processes: {processes}\n")
+            result = run("build", recipe)
+            assert result.returncode == 0, result.stderr
+            work = next((tmp / "work" / "gen" / "1.0.0" / "samples").iterdir())
+            assert json.loads((work / "run-stats.json").read_text())["client_processes"] == processes
+            assert len(list((work / "input").glob("*.jsonl"))) == processes
+            samples = samples_of(tmp)
+            manifest = json.loads((tmp / "out" / "gen" / "1.0.0" / "manifest.json").read_text())
+            by_layout[processes] = ({(s["problem_id"], s["sample_index"], s["seed"], s["text"]) for s in samples},
+                                    manifest["recipe"])
+    assert len(by_layout[1][0]) == 12 * 4
+    assert by_layout[1] == by_layout[2] == by_layout[3]
+
+
+def test_client_layout_is_derived_from_concurrency_and_kept_on_disk(tmp_path, monkeypatch):
+    from mathforge.builders.generation import runner
+    from mathforge.builders.recipe import Executor, ModelSpec, SampleStage
+
+    monkeypatch.setattr(runner.os, "cpu_count", lambda: 16)
+    for name in "abcdefg":
+        (tmp_path / name).mkdir()
+    stage = lambda **kw: SampleStage(type="sample", models=[ModelSpec(backend="endpoint", model="m",  # noqa: E731
+                                                                      base_url="http://127.0.0.1:9")], **kw)
+    local = Executor()
+    assert runner.client_layout(stage(concurrency=64), local, tmp_path / "a") == runner.ClientLayout(1, 64)
+    assert runner.client_layout(stage(concurrency=256), local, tmp_path / "b") == runner.ClientLayout(4, 64)
+    assert runner.client_layout(stage(concurrency=100), local, tmp_path / "c") == runner.ClientLayout(2, 50)
+    assert runner.client_layout(stage(concurrency=4096), local, tmp_path / "d") == runner.ClientLayout(16, 256)
+    assert runner.client_layout(stage(concurrency=3, client_processes=8), local, tmp_path / "e") == \
+        runner.ClientLayout(3, 1)  # never a process without a request to send
+    monkeypatch.setattr(runner.os, "cpu_count", lambda: 2)
+    assert runner.client_layout(stage(concurrency=256), local, tmp_path / "f") == runner.ClientLayout(2, 128)
+    assert runner.client_layout(stage(concurrency=256), local, tmp_path / "b") == runner.ClientLayout(4, 64)  # saved
+    # an executor the recipe configured keeps its tasks, each with the whole concurrency (one server per task)
+    assert runner.client_layout(stage(concurrency=256), Executor(type="local", tasks=3), tmp_path / "g") == \
+        runner.ClientLayout(3, 256)
+    for name in "abcdef":
+        assert (tmp_path / name / "client-layout.json").exists()
+    assert not (tmp_path / "g" / "client-layout.json").exists()
+
+
+def test_without_a_quota_samples_are_not_graded_while_requests_are_in_flight(monkeypatch):
+    """Grading belongs to the collect; a slow verdict inside the rollout stalls every request in flight (it cost
+    the c64 benchmark two thirds of its throughput)."""
+    import asyncio
+
+    from mathforge.builders.generation import runner
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("graded inside the rollout")
+
+    monkeypatch.setattr(runner, "is_correct", refuse)
+
+    class Reply:
+        text, reasoning, usage, finish_reason = "<<2+2=4>>\n#### 4", None, {"completion_tokens": 3}, "stop"
+
+    async def generate(payload):
+        return Reply()
+
+    class Document:
+        id, text, metadata = "p", "Q", {"gold": "4", "kind": "auto"}
+
+    spec = {"seed": 0, "label": "m", "k": 3, "quota": None, "max_retries": 0, "retry_backoff": 0, "stop": [],
+            "chat": False, "system_text": None, "max_tokens": 8, "temperature": 0.7, "top_p": 1.0,
+            "backend": "endpoint"}
+    out = asyncio.run(runner.sample_problem(Document, generate, spec))
+    assert [s["status"] for s in out["samples"]] == ["ok"] * 3
+    monkeypatch.undo()
+    quota = {**spec, "quota": {"correct": 2, "max_samples": 9}}
+    out = asyncio.run(runner.sample_problem(Document, generate, quota))
+    assert len(out["samples"]) == 3  # the first round of 3 was correct: the quota of 2 is met, no second round
+
+
+def test_the_progress_line_adds_up_several_client_processes(tmp_path):
+    from mathforge.builders.generation import runner
+
+    (tmp_path / "101.json").write_text(json.dumps({"done": 30, "tokens": 300, "failed": 1}))
+    (tmp_path / "102.json").write_text(json.dumps({"done": 12, "tokens": 100}))
+    (tmp_path / "103.tmp").write_text("{")  # a file being replaced: not read
+    line = runner.ProgressLine("m", 100, None, tmp_path)
+    assert line.counts() == {"done": 42, "tokens": 400, "failed": 1}

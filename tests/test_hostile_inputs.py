@@ -70,7 +70,7 @@ def test_the_sample_pipeline_launches_what_the_recipe_allows(tmp_path, monkeypat
     import datatrove.pipeline.inference.servers.sglang_server as sglang_server
     import datatrove.pipeline.inference.servers.vllm_server as vllm_server
     from mathforge.builders.generation import servers
-    from mathforge.builders.generation.runner import pipeline
+    from mathforge.builders.generation.runner import ClientLayout, pipeline
 
     monkeypatch.setattr(vllm_server, "check_required_dependencies", lambda *a, **k: None)
     monkeypatch.setattr(sglang_server, "check_required_dependencies", lambda *a, **k: None)
@@ -80,7 +80,7 @@ def test_the_sample_pipeline_launches_what_the_recipe_allows(tmp_path, monkeypat
         spawned.append(list(command))
 
     monkeypatch.setattr(asyncio, "create_subprocess_exec", fake_exec)
-    runner = pipeline(_pass(tmp_path, kind, **recipe), tasks=1)[-1]
+    runner = pipeline(_pass(tmp_path, kind, **recipe), ClientLayout(1, 64))[-1]
 
     async def launch():
         server = runner._init_server(0)
@@ -97,11 +97,11 @@ def test_the_sample_pipeline_launches_what_the_recipe_allows(tmp_path, monkeypat
 
 def test_endpoint_passes_still_get_an_endpoint_server(tmp_path):
     from mathforge.builders.generation.client import Endpoint
-    from mathforge.builders.generation.runner import pipeline
+    from mathforge.builders.generation.runner import ClientLayout, pipeline
 
     mp = _pass(tmp_path, "endpoint")
     mp.base_url = "http://127.0.0.1:9"
-    runner = pipeline(mp, tasks=1)[-1]
+    runner = pipeline(mp, ClientLayout(1, 64))[-1]
     assert isinstance(asyncio.run(_init(runner)), Endpoint)
 
 

@@ -1,12 +1,14 @@
-"""datatrove's InferenceRunner with an httpx request path: timeouts, auth, every failure classified, cache hits counted."""
+"""datatrove's InferenceRunner with an httpx request path, every failure classified, and a batched request cache."""
 from __future__ import annotations
 
 import json
 import os
 
+from datatrove.pipeline.inference.checkpointing import RequestCache
 from datatrove.pipeline.inference.run_inference import InferenceRunner
 from datatrove.pipeline.inference.servers import EndpointServer, SGLangServer, VLLMServer
 from datatrove.pipeline.inference.types import InferenceError
+from loguru import logger
 
 RETRYABLE_STATUS = {408, 409, 425, 429, 500, 502, 503, 504}
 REASONING_FIELDS = ("reasoning_content", "reasoning")  # DeepSeek / vLLM / SGLang name it one way, others the other
@@ -20,7 +22,7 @@ class RequestFailed(InferenceError):
         super().__init__(None, reason, payload=payload)
 
 
-POOL_SIZE = 32  # httpcore scans every pooled connection per request: many small pools beat one large one
+POOL_SIZE = 8  # httpcore scans every pooled connection per request: many small pools beat one large one
 
 
 class HttpxRequests:
@@ -123,8 +125,55 @@ class Sglang(HttpxRequests, SGLangServer):
 SERVERS = {"endpoint": Endpoint, "vllm": Vllm, "sglang": Sglang}
 
 
+class BatchedRequestCache(RequestCache):
+    """datatrove's request cache, but one SQLite transaction for whatever replies are queued, not one per reply.
+
+    datatrove commits every cached reply on its own; each commit waits for the disk (2-20 ms here), and the run
+    closes by draining that queue, so commits per second capped a pass (c256 with the cache on: 97 requests/s, off:
+    1,172). Write-ahead logging with `synchronous=NORMAL` survives a kill -9 of the process (what resume is for);
+    a power cut may lose the last replies, which are then asked again, never half-read."""
+
+    BATCH = 4096
+
+    async def initialize(self, rank: int) -> None:
+        await super().initialize(rank)
+        if self._conn is not None:
+            await self._conn.execute("PRAGMA journal_mode=WAL")
+            await self._conn.execute("PRAGMA synchronous=NORMAL")
+
+    async def _writer_loop(self) -> None:
+        import orjson
+
+        while True:
+            items = [await self._queue.get()]
+            while len(items) < self.BATCH and not self._queue.empty():
+                items.append(self._queue.get_nowait())
+            stop = items[-1] is None  # the close sentinel is the last thing ever queued
+            try:
+                rows = [(*data[:4], orjson.dumps(data[4]), None) if kind == "result" else (*data[:4], None, data[4])
+                        for kind, data in (item for item in items if item is not None)]
+                if rows and self._conn is not None:
+                    await self._conn.executemany(
+                        "INSERT OR REPLACE INTO request_cache (chunk_index, doc_id, rollout_idx, payload_hash, result,"
+                        " error_message) VALUES (?, ?, ?, ?, ?, ?)", rows)
+                    await self._conn.commit()
+            except Exception as exc:  # as datatrove: a reply not cached is asked again on resume, nothing worse
+                logger.error(f"Failed to write {len(items)} request cache entries: {exc}")
+            finally:
+                for _ in items:
+                    self._queue.task_done()
+            if stop:
+                break
+
+
 class Runner(InferenceRunner):
-    """InferenceRunner whose servers use the httpx request path and whose stats count request-cache hits."""
+    """InferenceRunner whose servers use the httpx request path, whose request cache commits in batches and whose
+    stats count request-cache hits."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.request_cache = BatchedRequestCache(self.request_cache.base_dir)
+        self.checkpoint_manager.request_cache = self.request_cache
 
     def _init_server(self, rank: int):
         return SERVERS[self.config.server_type](self.config, rank)

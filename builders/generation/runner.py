@@ -37,6 +37,10 @@ FAILURE_SCHEMA = pa.schema([
     ("seed", pa.int64()), ("attempts", pa.int64()), ("error", pa.string()),
 ])
 PROGRESS: Counter = Counter()  # requests answered and tokens generated in this process (for the progress line)
+PROGRESS_EVERY = 1.0  # seconds between a client process's progress files (several processes share one line)
+# Requests in flight one client process keeps up with: at 64 one process reaches ~0.95 of a 200 ms server's ceiling
+# on a 2-core VM, at 256 it is CPU-bound near 0.4 (benchmarks/generation, RESULTS.md); more are spread over processes.
+PER_PROCESS = 64
 
 
 @dataclass(frozen=True)
@@ -258,12 +262,14 @@ async def one_sample(document, generate, spec: dict, index: int) -> dict:
         usage = result.usage or {}
         PROGRESS["done"] += 1
         PROGRESS["tokens"] += int(usage.get("completion_tokens") or 0)
+        report_progress(spec.get("progress_dir"))
         return {"sample_index": index, "seed": seed, "status": "ok", "text": text, "reasoning": reasoning,
                 "finish_reason": "stop" if cut else result.finish_reason,
                 "prompt_tokens": usage.get("prompt_tokens"), "completion_tokens": usage.get("completion_tokens"),
                 "attempts": attempt + 1}
     PROGRESS["done"] += 1
     PROGRESS["failed"] += 1
+    report_progress(spec.get("progress_dir"))
     return {"sample_index": index, "seed": seed, "status": "failed", "error": f"gave up after "
             f"{spec['max_retries'] + 1} attempts: {reason}", "attempts": spec["max_retries"] + 1}
 
@@ -291,7 +297,53 @@ async def sample_problem(document, generate, spec: dict) -> dict:
     return {"samples": samples}
 
 
+_last_report = [0.0]
+
+
+def report_progress(folder: str | None) -> None:
+    """A client process in a pool of several writes its counters to `<folder>/<pid>.json` about once a second;
+    the build's progress line adds them up (one process alone is read in memory)."""
+    now = time.monotonic()
+    if folder is None or now - _last_report[0] < PROGRESS_EVERY:
+        return
+    _last_report[0] = now
+    path = Path(folder) / f"{os.getpid()}.json"
+    tmp = path.with_suffix(".tmp")
+    tmp.write_bytes(orjson.dumps(dict(PROGRESS)))
+    os.replace(tmp, path)
+
+
 # --------------------------------------------------------------------------- running a pass
+@dataclass(frozen=True)
+class ClientLayout:
+    """How one pass spreads its requests: `processes` client processes (datatrove tasks, one problem shard each),
+    each with `concurrency` requests in flight."""
+
+    processes: int
+    concurrency: int
+
+
+def client_layout(stage, executor: Executor, folder: Path) -> ClientLayout:
+    """The recipe's `client_processes`, else one process per PER_PROCESS requests of `concurrency` (at most one per
+    CPU: the processes share this machine's cores); a layout already on disk wins, since checkpoints and the request
+    cache are per task and a resumed pass must shard its problems exactly as the first run did. An executor the
+    recipe configured (Slurm, Ray, several local tasks) keeps its tasks, each with the stage's whole concurrency."""
+    concurrency = stage.concurrency
+    if executor.type != "local" or executor.tasks > 1:
+        return ClientLayout(executor.tasks, concurrency)
+    saved = folder / "client-layout.json"
+    if saved.exists():
+        return ClientLayout(**json.loads(saved.read_text()))
+    processes = getattr(stage, "client_processes", None) or \
+        max(1, min(-(-concurrency // PER_PROCESS), os.cpu_count() or 1))
+    processes = min(processes, concurrency)
+    layout = ClientLayout(processes, -(-concurrency // processes))
+    tmp = saved.with_suffix(".tmp")
+    tmp.write_text(json.dumps({"processes": layout.processes, "concurrency": layout.concurrency}))
+    os.replace(tmp, saved)
+    return layout
+
+
 def write_inputs(mp: ModelPass, docs: list[Doc], tasks: int) -> Path:
     """Documents as JSONL shards, one per task, contiguous ranges (all samples of a problem in one task)."""
     folder = mp.dir / "input"
@@ -308,16 +360,16 @@ def write_inputs(mp: ModelPass, docs: list[Doc], tasks: int) -> Path:
     return folder
 
 
-def rollout_spec(mp: ModelPass) -> dict:
+def rollout_spec(mp: ModelPass, progress_dir: Path | None = None) -> dict:
     stage = mp.stage
-    return {"label": mp.label, "backend": mp.spec.backend, "k": stage.k, "temperature": stage.temperature,
+    return {"label": mp.label, "progress_dir": str(progress_dir) if progress_dir else None, "backend": mp.spec.backend, "k": stage.k, "temperature": stage.temperature,
             "top_p": stage.top_p, "max_tokens": stage.max_tokens, "seed": stage.seed, "stop": stage.stop,
             "chat": stage.prompt.chat, "system_text": stage.prompt.system,
             "quota": stage.quota.model_dump() if stage.quota else None, "max_retries": stage.max_retries,
             "retry_backoff": stage.retry_backoff, "response_format": stage.response_format}
 
 
-def pipeline(mp: ModelPass, tasks: int) -> list:
+def pipeline(mp: ModelPass, layout: ClientLayout, progress_dir: Path | None = None) -> list:
     from datatrove.pipeline.inference.run_inference import InferenceConfig
     from datatrove.pipeline.readers import JsonlReader
     from datatrove.pipeline.writers import JsonlWriter
@@ -327,15 +379,15 @@ def pipeline(mp: ModelPass, tasks: int) -> list:
     server_type = "endpoint" if spec.backend in ("endpoint", "local", "batched", "scripted") else spec.backend
     config = InferenceConfig(
         server_type=server_type, model_name_or_path=spec.model, use_chat=stage.prompt.chat,
-        endpoint_url=mp.base_url, tp=spec.tp, dp=spec.dp, max_concurrent_generations=stage.concurrency,
-        max_concurrent_documents=max(2, -(-stage.concurrency // stage.k) + 1), request_timeout=stage.request_timeout,
+        endpoint_url=mp.base_url, tp=spec.tp, dp=spec.dp, max_concurrent_generations=layout.concurrency,
+        max_concurrent_documents=max(2, -(-layout.concurrency // stage.k) + 1), request_timeout=stage.request_timeout,
         metric_interval=60, server_log_folder=str(mp.dir / "server-logs"),
         model_kwargs={"revision": spec.revision} if spec.revision and server_type != "endpoint" else None)
     if spec.api_key_env:  # beside the revision: a launched server gets the one, never the other (servers.OWN_KWARGS)
         config.model_kwargs = {**(config.model_kwargs or {}), "api_key_env": spec.api_key_env}
     writer = JsonlWriter(str(mp.dir / "output"), output_filename="${rank}_${chunk_index}.jsonl", compression=None)
     # vLLM/SGLang launched here bind 127.0.0.1 and run no code from the model repository unless the recipe says so
-    runner = LaunchingRunner(sample_problem, config, writer, shared_context={"spec": rollout_spec(mp)},
+    runner = LaunchingRunner(sample_problem, config, writer, shared_context={"spec": rollout_spec(mp, progress_dir)},
                              checkpoints_local_dir=str(mp.dir / "checkpoints"),
                              records_per_chunk=stage.checkpoint_every, host=getattr(spec, "host", None),
                              trust_remote_code=bool(getattr(spec, "trust_remote_code", False)))
@@ -398,16 +450,28 @@ def run_pass(mp: ModelPass, docs: list[Doc], executor: Executor, console=None) -
     """Sample one model (resuming whatever a previous run left), then write samples/failures Parquet."""
     if mp.samples_path.exists() and mp.failures_path.exists():
         return summarize(mp, docs, 0.0, Counter(), reused=True)
-    write_inputs(mp, docs, executor.tasks)
+    layout = client_layout(mp.stage, executor, mp.dir)
+    write_inputs(mp, docs, layout.processes)
     repair_last_chunk(mp.dir / "checkpoints", mp.dir / "output")
-    logging_dir = mp.dir / f"logs-{int(time.time() * 1000)}"
-    steps = pipeline(mp, executor.tasks)
+    stamp = int(time.time() * 1000)
+    logging_dir = mp.dir / f"logs-{stamp}"
+    progress_dir = None
+    if executor.type == "local" and executor.tasks == 1 and layout.processes > 1:
+        progress_dir = mp.dir / f"progress-{stamp}"
+        progress_dir.mkdir()
+        # the processes fork this one: datatrove's forkserver would re-import everything per process and lose the
+        # quiet task logger; this process runs no other thread that holds a lock the children need
+        executor = Executor(type="local", tasks=layout.processes, workers=layout.processes,
+                            options={"start_method": "fork", **executor.options})
+    steps = pipeline(mp, layout, progress_dir)
     started = time.perf_counter()
     expected = len(docs) * (mp.stage.k if mp.stage.quota is None else mp.stage.quota.max_samples)
-    with ProgressLine(mp.label, expected, console):
+    with ProgressLine(mp.label, expected, console, progress_dir):
         make_executor(executor, steps, logging_dir).run()
     seconds = time.perf_counter() - started
     stats = run_stats(logging_dir)
+    stats["client_processes"] = layout.processes
+    stats["inference_time_slowest_task"] = slowest_task(logging_dir)
     if stats.get("failed_documents"):
         raise RuntimeError(f"{mp.label}: datatrove failed to save {stats['failed_documents']:g} documents "
                            f"(see {logging_dir}/logs); nothing was written")
@@ -416,6 +480,18 @@ def run_pass(mp: ModelPass, docs: list[Doc], executor: Executor, console=None) -
     write_parquet(mp.samples_path, rows, SAMPLE_SCHEMA)  # written last: its presence marks the pass done
     (mp.dir / "run-stats.json").write_text(json.dumps(dict(stats), indent=1, sort_keys=True))
     return summarize(mp, docs, seconds, stats)
+
+
+def slowest_task(logging_dir: Path) -> float:
+    """The longest `inference_time` of one task: how long the pass's requests took when tasks run side by side."""
+    longest = 0.0
+    for path in (logging_dir / "stats").glob("*.json"):
+        for step in json.loads(path.read_text()):
+            value = (step.get("stats") or {}).get("inference_time")
+            total = value.get("total") if isinstance(value, dict) else value
+            if isinstance(total, (int, float)):
+                longest = max(longest, total)
+    return longest
 
 
 def repair_last_chunk(checkpoints: Path, outputs: Path) -> list[str]:
@@ -594,10 +670,22 @@ class ProgressLine:
     """Sampling progress of this process: a live bar on a terminal (requests, req/s, tokens/s, failures, ETA), a
     plain line every few seconds otherwise (Slurm logs); no ETA until a rate is known."""
 
-    def __init__(self, label: str, expected: int, console, every: float = 5.0):
+    def __init__(self, label: str, expected: int, console, progress_dir: Path | None = None, every: float = 5.0):
         self.label, self.expected, self.console, self.every = label, expected, console, every
+        self.progress_dir = progress_dir  # several client processes: their counters come from files there
         self._stop = threading.Event()
         self._thread = None
+
+    def counts(self) -> Counter:
+        if self.progress_dir is None:
+            return PROGRESS
+        total: Counter = Counter()
+        for path in self.progress_dir.glob("*.json"):
+            try:
+                total.update(orjson.loads(path.read_bytes()))
+            except (OSError, orjson.JSONDecodeError):
+                pass  # replaced as it was read: the next look sees it
+        return total
 
     def __enter__(self) -> "ProgressLine":
         PROGRESS.clear()
@@ -610,7 +698,8 @@ class ProgressLine:
 
     def figures(self) -> str:
         elapsed = time.perf_counter() - self.started
-        done, tokens, failed = PROGRESS["done"], PROGRESS["tokens"], PROGRESS["failed"]
+        counts = self.counts()
+        done, tokens, failed = counts["done"], counts["tokens"], counts["failed"]
         rate = done / elapsed if elapsed > 0 else 0.0
         eta = f"{(self.expected - done) / rate:,.0f} s" if rate > 0 else "—"
         return (f"{done:,}/{self.expected:,} requests  {rate:,.1f} req/s  {tokens / max(elapsed, 1e-9):,.0f} tok/s  "
@@ -627,7 +716,7 @@ class ProgressLine:
                       console=self.console, transient=True) as bar:
             task = bar.add_task(self.label, total=self.expected or None, figures="")
             while not self._stop.wait(0.5):
-                bar.update(task, completed=PROGRESS["done"], figures=self.figures())
+                bar.update(task, completed=self.counts()["done"], figures=self.figures())
 
     def __exit__(self, *exc) -> None:
         self._stop.set()

@@ -19,6 +19,7 @@ from mathforge.builders.publish.views import SCHEMAS, training_views
 
 EXECUTION = {"output": True, "executor": True}  # where and how a build runs is not what it contains
 STAGE_EXECUTION = ("tasks", "workers")          # a collect stage's tasks / workers: the output does not depend on them
+CLIENT_EXECUTION = ("client_processes",)        # a sample stage's client processes: the same requests, spread out
 
 
 def canonical_recipe(recipe, exclude_none: bool = False) -> dict:
@@ -29,6 +30,8 @@ def canonical_recipe(recipe, exclude_none: bool = False) -> dict:
         if stage.get("type") == "collect":
             for key in STAGE_EXECUTION:
                 stage.pop(key, None)
+        for key in CLIENT_EXECUTION:
+            stage.pop(key, None)
     return data
 
 
