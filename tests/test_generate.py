@@ -427,3 +427,13 @@ def test_the_progress_line_adds_up_several_client_processes(tmp_path):
     (tmp_path / "103.tmp").write_text("{")  # a file being replaced: not read
     line = runner.ProgressLine("m", 100, None, tmp_path)
     assert line.counts() == {"done": 42, "tokens": 400, "failed": 1}
+
+
+def test_padded_replies_are_as_long_as_asked_and_all_different():
+    """The benchmark's long replies (`fake_openai --reply-chars`): exact length, distinct per request."""
+    from mathforge.testing.fake_openai import padded_reply
+
+    reply = padded_reply(1500)
+    texts = [reply({"prompt": f"Q{i}", "seed": s}) for i in range(5) for s in range(4)]
+    assert {len(t) for t in texts} == {1500} and len(set(texts)) == 20
+    assert "<<" in texts[0] and padded_reply(5)({"prompt": "Q", "seed": 0}).startswith("sample ")

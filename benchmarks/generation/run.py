@@ -64,9 +64,9 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def start_server(latency: float) -> tuple[subprocess.Popen, str]:
-    server = subprocess.Popen([sys.executable, "-m", "mathforge.testing.fake_openai", "--latency", str(latency)],
-                              stdout=subprocess.PIPE, text=True)
+def start_server(latency: float, reply_chars: int = 0) -> tuple[subprocess.Popen, str]:
+    server = subprocess.Popen([sys.executable, "-m", "mathforge.testing.fake_openai", "--latency", str(latency),
+                               "--reply-chars", str(reply_chars)], stdout=subprocess.PIPE, text=True)
     return server, server.stdout.readline().strip()
 
 
@@ -108,13 +108,15 @@ def main() -> None:
     parser.add_argument("--processes", type=int, nargs="*", default=[],
                         help="also run mathforge with these client process counts (default: derived only)")
     parser.add_argument("--no-bare", action="store_true", help="skip datatrove's bare runner")
+    parser.add_argument("--reply-chars", type=int, default=0,
+                        help="replies of this many characters (default: a few words; a GSM8K solution is ~300)")
     parser.add_argument("--out", type=Path, help="write every run as JSON here")
     args = parser.parse_args()
     machine = {"loop_1e7_seconds": loop_seconds(), "cpus": os.cpu_count()}
     print(json.dumps(machine), flush=True)
     runs = []
     for latency in args.latency:
-        server, url = start_server(latency)
+        server, url = start_server(latency, args.reply_chars)
         try:
             for concurrency in args.concurrency:
                 problems = args.requests * concurrency // args.k

@@ -22,6 +22,22 @@ def echo_reply(payload: dict) -> str:
     return f"sample {digest}"
 
 
+def padded_reply(chars: int) -> Reply:
+    """The echo reply followed by distinct calculator-annotated steps up to `chars` characters (no two replies alike)."""
+
+    def reply(payload: dict) -> str:
+        head = echo_reply(payload)
+        digest = int(head.split()[-1], 16)
+        steps, n = [head], 0
+        while sum(len(step) + 1 for step in steps) < chars:
+            a, b = digest % 97 + n, digest % 89 + 2 * n
+            steps.append(f"Step {n}: {a} + {b} = <<{a}+{b}={a + b}>>{a + b}.")
+            n += 1
+        return "\n".join(steps)[:chars] if chars > len(head) else head
+
+    return reply
+
+
 INSTRUCTION_RE = re.compile(r"### Instruction:\n(.*?)\n\n### Response:", re.S)
 
 
@@ -236,8 +252,11 @@ def main() -> None:
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--latency", type=float, default=0.0, help="seconds per completion request")
     parser.add_argument("--fault-rate", type=float, default=0.0)
+    parser.add_argument("--reply-chars", type=int, default=0,
+                        help="pad every reply to this many characters (a GSM8K solution is ~300, a long trace 10,000+)")
     args = parser.parse_args()
-    server = FakeOpenAI(latency=args.latency, faults=FaultPlan(rate=args.fault_rate)).start(args.port)
+    reply = echo_reply if not args.reply_chars else padded_reply(args.reply_chars)
+    server = FakeOpenAI(reply=reply, latency=args.latency, faults=FaultPlan(rate=args.fault_rate)).start(args.port)
     print(server.url, flush=True)
     try:
         threading.Event().wait()
