@@ -385,6 +385,8 @@ def test_client_layout_is_derived_from_concurrency_and_kept_on_disk(tmp_path, mo
     for name in "abcdef":
         assert (tmp_path / name / "client-layout.json").exists()
     assert not (tmp_path / "g" / "client-layout.json").exists()
+    (tmp_path / "h" / "checkpoints").mkdir(parents=True)  # begun by a version that saved no layout: one task
+    assert runner.client_layout(stage(concurrency=256), local, tmp_path / "h") == runner.ClientLayout(1, 256)
 
 
 def test_without_a_quota_samples_are_not_graded_while_requests_are_in_flight(monkeypatch):

@@ -334,8 +334,11 @@ def client_layout(stage, executor: Executor, folder: Path) -> ClientLayout:
     saved = folder / "client-layout.json"
     if saved.exists():
         return ClientLayout(**json.loads(saved.read_text()))
-    processes = getattr(stage, "client_processes", None) or \
-        max(1, min(-(-concurrency // PER_PROCESS), os.cpu_count() or 1))
+    if (folder / "checkpoints").exists():
+        processes = 1  # a pass begun before layouts were saved ran one task: resume it as it was sharded
+    else:
+        processes = getattr(stage, "client_processes", None) or \
+            max(1, min(-(-concurrency // PER_PROCESS), os.cpu_count() or 1))
     processes = min(processes, concurrency)
     layout = ClientLayout(processes, -(-concurrency // processes))
     tmp = saved.with_suffix(".tmp")
@@ -362,8 +365,9 @@ def write_inputs(mp: ModelPass, docs: list[Doc], tasks: int) -> Path:
 
 def rollout_spec(mp: ModelPass, progress_dir: Path | None = None) -> dict:
     stage = mp.stage
-    return {"label": mp.label, "progress_dir": str(progress_dir) if progress_dir else None, "backend": mp.spec.backend, "k": stage.k, "temperature": stage.temperature,
-            "top_p": stage.top_p, "max_tokens": stage.max_tokens, "seed": stage.seed, "stop": stage.stop,
+    return {"label": mp.label, "progress_dir": str(progress_dir) if progress_dir else None,
+            "backend": mp.spec.backend, "k": stage.k, "temperature": stage.temperature, "top_p": stage.top_p,
+            "max_tokens": stage.max_tokens, "seed": stage.seed, "stop": stage.stop,
             "chat": stage.prompt.chat, "system_text": stage.prompt.system,
             "quota": stage.quota.model_dump() if stage.quota else None, "max_retries": stage.max_retries,
             "retry_backoff": stage.retry_backoff, "response_format": stage.response_format}
