@@ -439,14 +439,19 @@ def start_ray(ray_init: dict | None = None) -> None:
 
 
 def run_stats(logging_dir: Path) -> Counter:
-    """Sum of every numeric stat the ranks of this run saved (datatrove writes stats/<rank>.json)."""
+    """Sum of every numeric stat the ranks of this run saved (datatrove writes stats/<rank>.json), plus
+    `inference_time_slowest_task`: the longest one rank's requests took (ranks run side by side)."""
     totals: Counter = Counter()
+    slowest = 0.0
     for path in sorted((logging_dir / "stats").glob("*.json")):
         for step in json.loads(path.read_text()):
             for name, value in (step.get("stats") or {}).items():
                 total = value.get("total") if isinstance(value, dict) else value
                 if isinstance(total, (int, float)):
                     totals[name] += total
+                    if name == "inference_time":
+                        slowest = max(slowest, total)
+    totals["inference_time_slowest_task"] = slowest
     return totals
 
 
@@ -475,7 +480,6 @@ def run_pass(mp: ModelPass, docs: list[Doc], executor: Executor, console=None) -
     seconds = time.perf_counter() - started
     stats = run_stats(logging_dir)
     stats["client_processes"] = layout.processes
-    stats["inference_time_slowest_task"] = slowest_task(logging_dir)
     if stats.get("failed_documents"):
         raise RuntimeError(f"{mp.label}: datatrove failed to save {stats['failed_documents']:g} documents "
                            f"(see {logging_dir}/logs); nothing was written")
@@ -484,18 +488,6 @@ def run_pass(mp: ModelPass, docs: list[Doc], executor: Executor, console=None) -
     write_parquet(mp.samples_path, rows, SAMPLE_SCHEMA)  # written last: its presence marks the pass done
     (mp.dir / "run-stats.json").write_text(json.dumps(dict(stats), indent=1, sort_keys=True))
     return summarize(mp, docs, seconds, stats)
-
-
-def slowest_task(logging_dir: Path) -> float:
-    """The longest `inference_time` of one task: how long the pass's requests took when tasks run side by side."""
-    longest = 0.0
-    for path in (logging_dir / "stats").glob("*.json"):
-        for step in json.loads(path.read_text()):
-            value = (step.get("stats") or {}).get("inference_time")
-            total = value.get("total") if isinstance(value, dict) else value
-            if isinstance(total, (int, float)):
-                longest = max(longest, total)
-    return longest
 
 
 def repair_last_chunk(checkpoints: Path, outputs: Path) -> list[str]:
