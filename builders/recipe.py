@@ -292,7 +292,7 @@ class Executor(Strict):
     tasks: int = Field(default=1, ge=1)
     workers: int = Field(default=1, ge=1)
     options: dict = Field(default_factory=dict)
-    ray_init: dict | None = None  # default: a local Ray instance on 127.0.0.1 without dashboard
+    ray_init: dict | None = None  # merged into a local Ray on 127.0.0.1 without dashboard, unless it has `address`
 
 
 class Templates(Strict):

@@ -307,20 +307,22 @@ def test_ray_executor_gives_the_same_corpus_as_local(gold):
 
 
 def test_local_ray_listens_on_loopback_only():
-    """Every listening socket of the Ray processes we start is on 127.0.0.1."""
+    """With a `ray_init` that gives no `address` (`num_cpus: 1`), every listening socket of the Ray processes we
+    start (this process and all its descendants: GCS, raylet, agents, workers) is on 127.0.0.1, and num_cpus holds."""
     pytest.importorskip("ray")
     psutil = pytest.importorskip("psutil")
-    code = ("import os, json, psutil, ray\nfrom mathforge.builders.generation.runner import start_ray\nstart_ray()\n"
-            "ray.get(ray.remote(lambda: 1).remote())\nme = psutil.Process()\n"
-            "procs = [p for p in psutil.process_iter(['cmdline']) if 'ray' in ' '.join(p.info['cmdline'] or [])]\n"
-            "addrs = set()\nfor p in procs + [me]:\n    try:\n"
+    code = ("import os, json, psutil, ray\nfrom mathforge.builders.generation.runner import start_ray\n"
+            "start_ray({'num_cpus': 1})\nray.get(ray.remote(lambda: 1).remote())\nme = psutil.Process()\n"
+            "addrs = set()\nfor p in [me, *me.children(recursive=True)]:\n    try:\n"
             "        addrs |= {c.laddr.ip for c in p.net_connections('inet') if c.status == psutil.CONN_LISTEN}\n"
-            "    except psutil.Error:\n        pass\nprint(json.dumps(sorted(addrs)))\nray.shutdown()\n")
+            "    except psutil.Error:\n        pass\n"
+            "print(json.dumps([sorted(addrs), ray.cluster_resources()['CPU']]))\nray.shutdown()\n")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
-    addresses = json.loads(result.stdout.strip().splitlines()[-1])
+    addresses, cpus = json.loads(result.stdout.strip().splitlines()[-1])
     loopback = {a for a in addresses if a.removeprefix("::ffff:") == "127.0.0.1"}
-    assert addresses and set(addresses) == loopback, addresses
+    assert len(addresses) >= 1 and set(addresses) == loopback, addresses
+    assert cpus == 1  # the user's key reached ray.init
     del psutil
 
 

@@ -422,16 +422,18 @@ def make_executor(executor: Executor, steps: list, logging_dir: Path, depends=No
 
 
 def start_ray(ray_init: dict | None = None) -> None:
-    """Connect to Ray as `ray_init` says; by default start a local instance whose every socket is on 127.0.0.1."""
-    if ray_init is None:
+    """Connect to Ray as `ray_init` says. Without an `address` (or with `address: local`) start a local instance
+    whose every socket is on 127.0.0.1: `ray_init`'s keys (num_cpus, ...) merge into those loopback settings."""
+    ray_init = dict(ray_init or {})
+    if ray_init.get("address") in (None, "local"):
         # Ray resolves 127.0.0.1 to the machine's outward address (and binds gRPC on all interfaces) unless it
         # believes clusters are off; with this it keeps the node, GCS, raylet and workers on loopback.
         os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
         import ray._private.ray_constants as ray_constants
 
         ray_constants.ENABLE_RAY_CLUSTER = False  # read at call time; the variable above reaches child processes
-        ray_init = {"address": "local", "include_dashboard": False, "_node_ip_address": "127.0.0.1",
-                    "log_to_driver": False}
+        ray_init = {"include_dashboard": False, "_node_ip_address": "127.0.0.1", "log_to_driver": False,
+                    **ray_init, "address": "local"}
     import ray
 
     if not ray.is_initialized():
