@@ -41,12 +41,15 @@ class Build:
     passes: list = field(default_factory=list)  # sampling passes of this run (model, requests, tokens, ...)
 
     @classmethod
-    def open(cls, path: str | Path) -> "Build":
-        """An existing build directory (e.g. from `pull`); its files are checked against the manifest."""
+    def open(cls, path: str | Path, verify: bool = True) -> "Build":
+        """An existing build directory (e.g. from `pull`), checked as `pull` checks it: the manifest is the closed
+        list of its files and every sha256 matches (an extra, missing or changed file: IntegrityError).
+        `verify=False` skips that (no hashing, for speed); `dataset()` reads only the manifest's files either way."""
         from mathforge.builders.publish.manifest import read_manifest
+        from mathforge.builders.publish.manifest import verify as verify_build
 
         path = Path(path)
-        manifest = read_manifest(path)
+        manifest = verify_build(path) if verify else read_manifest(path)
         return cls(path, json.loads((path / "stats.json").read_text()), manifest)
 
     @property
@@ -60,7 +63,10 @@ class Build:
                 if self._files(name)]
 
     def _files(self, config: str) -> list[Path]:
-        return sorted((self.out_dir / ("data" if config == "default" else config)).glob("*.parquet"))
+        """The config's Parquet shards the manifest lists (a file it does not list is never read)."""
+        folder = "data" if config == "default" else config
+        return [self.out_dir / rel for rel in sorted((self.manifest or {}).get("files", {}))
+                if rel.endswith(".parquet") and rel.rpartition("/")[0] == folder]
 
     def to_datasets(self):
         """A `datasets.DatasetDict` keyed by config name (`default`, `cpt`, `sft`, `messages`, ...), each the

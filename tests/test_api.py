@@ -72,6 +72,42 @@ def test_build_open_pull_and_grade(screl, tmp_path):
                                                      workers=1)] == ["correct", "unparseable"]
 
 
+
+def test_build_open_refuses_a_poisoned_copy_as_pull_does(screl, tmp_path):
+    """A copied build with one extra shard of 1,000 POISON rows: `Build.open` refuses it as `pull` does; unverified,
+    it still reads only the manifest's shards. A listed shard changed in place is refused too."""
+    import shutil
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    mathforge.build(collect_recipe(screl, tmp_path / "b"))
+    listed = sorted((tmp_path / "b" / "sft").glob("*.parquet"))
+    sft_rows = sum(pq.read_metadata(f).num_rows for f in listed)  # counted from the files, before any poison
+    assert mathforge.Build.open(tmp_path / "b").dataset("sft").num_rows == sft_rows > 0
+    copy = tmp_path / "copy"
+    shutil.copytree(tmp_path / "b", copy)
+    first = pq.read_table(listed[0]).slice(0, 1)
+    poison = pa.concat_tables([first] * 1000)
+    for i, column in enumerate(poison.schema):
+        if pa.types.is_string(column.type):
+            poison = poison.set_column(i, column.name, pa.array(["POISON"] * 1000))
+    pq.write_table(poison, copy / "sft" / "train-00001-of-00001.parquet")
+    with pytest.raises(mathforge.InputError, match="sft/train-00001-of-00001.parquet: not in the manifest"):
+        mathforge.pull(str(copy))
+    with pytest.raises(mathforge.InputError, match="sft/train-00001-of-00001.parquet: not in the manifest"):
+        mathforge.Build.open(copy)
+    unverified = mathforge.Build.open(copy, verify=False).dataset("sft")
+    assert unverified.num_rows == sft_rows and "POISON" not in unverified["completion"]
+    (copy / "sft" / "train-00001-of-00001.parquet").unlink()
+    shard = copy / listed[0].relative_to(tmp_path / "b")
+    data = bytearray(shard.read_bytes())
+    data[len(data) // 2] ^= 1  # same size, one bit changed
+    shard.write_bytes(bytes(data))
+    with pytest.raises(mathforge.InputError, match=f"sft/{shard.name}: sha256 mismatch"):
+        mathforge.Build.open(copy)
+
+
 def test_overrides_in_python_name_the_override(screl, tmp_path):
     recipe = collect_recipe(screl, tmp_path / "b")
     assert mathforge.load_recipe(recipe, stages__0__dedup="canonical").stages[0].dedup == "canonical"
