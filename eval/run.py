@@ -10,6 +10,7 @@ from pathlib import Path
 from mathforge.eval.metrics import binomial_se, distinct_paths, mean_se, pass_at_k
 
 from mathforge.errors import InputError
+from mathforge.outputs import check_place
 
 BENCHMARKS = {"gsm8k": {"hub": "openai/gsm8k", "config": "main", "question": "question", "answer": "answer",
                         "kind": "gsm8k"},
@@ -74,14 +75,18 @@ def evaluate(model: str, benchmark: str, out: Path, split: str = "test", n: int 
     prompt, stop = prompt_of(source.answer_kind, shots, chat, template)
     spec = ModelSpec(name="model", backend="batched" if backend == "transformers" else backend, model=model,
                      base_url=base_url, api_key_env=api_key_env)
+    # max_failure_rate 1: a request the server refuses for itself (a question past the context window) fails only
+    # its own row, recorded in samples.jsonl; any other failure still fails the eval (check_failures)
     stage = SampleStage(type="sample", models=[spec], k=n, temperature=temperature, max_tokens=max_tokens,
-                        seed=seed, stop=stop, prompt=Prompt(template=prompt, chat=chat), concurrency=concurrency)
+                        seed=seed, stop=stop, prompt=Prompt(template=prompt, chat=chat), concurrency=concurrency,
+                        max_failure_rate=1.0)
     slug = re.sub(r"[^A-Za-z0-9._-]+", "-", f"{Path(model).name}-{Path(benchmark).stem}")[:80]
     recipe = Recipe(name=f"eval-{slug}", version="0.0.0", sources=[source],
                     stages=[stage], output=Output(dir=str(out / "unused"), work_dir=str(out / "work")))
     recipe._file = "mathforge eval"
     problems = load_sources(recipe.sources)[:limit] if limit else load_sources(recipe.sources)
     result = run_sample_stage(0, stage, problems, recipe, console)[0]
+    check_failures(result.samples_path.with_name("failures.parquet"), result.requests)
     report, samples = grade_samples(problems, result.samples_path, n, source.answer_kind)
     report.update(model=model, benchmark=benchmark, split=split, n=n, temperature=temperature, backend=backend,
                   max_tokens=max_tokens, shots=shots, stop=stop, questions=len(problems), requests=result.requests,
@@ -93,6 +98,8 @@ def evaluate(model: str, benchmark: str, out: Path, split: str = "test", n: int 
 def evaluate_benchmarks(model: str, benchmarks: list[str], out: Path, **settings) -> dict[str, dict]:
     """Every benchmark in turn, {name: report}: one report in `out` for one benchmark; for several, `out/<name>/`
     each and a summary table in `out/report.md` (+ summary.json). Prompts are checked before the first request."""
+    inputs = [("model", model), *(("--benchmark", b) for b in benchmarks)]
+    check_place(out, [(what, path) for what, path in inputs if Path(path).exists()], key="--out")
     names = benchmark_names(benchmarks)
     for b in benchmarks:
         kind = benchmark_source(b, settings.get("split", "test"), settings.get("answer_kind", "auto")).answer_kind
@@ -102,6 +109,22 @@ def evaluate_benchmarks(model: str, benchmarks: list[str], out: Path, **settings
     reports = {name: evaluate(model, b, out / name, **settings) for b, name in zip(benchmarks, names)}
     write_summary(out, reports)
     return reports
+
+
+REJECTED = ("http 400", "http 413", "http 422")  # the server refused the request itself: retrying cannot help
+
+
+def check_failures(failures_path: Path, requests: int) -> None:
+    """Requests the server refused for themselves (HTTP 400/413/422) count as misses; anything else (a server
+    that went away, timeouts past the retries) or every request refused fails the eval as before."""
+    import pyarrow.parquet as pq
+
+    failures = pq.read_table(failures_path, columns=["error"]).column("error").to_pylist()
+    other = [error for error in failures if not error.startswith(REJECTED)]
+    fatal = other or (failures if failures and len(failures) == requests else [])
+    if fatal:
+        raise RuntimeError(f"{len(fatal)} of {requests} requests failed (first: {fatal[0]}); every failure is "
+                           f"listed in {failures_path}")
 
 
 def path_key(text: str) -> str | None:
@@ -132,6 +155,11 @@ def grade_samples(problems, samples_path: Path, n: int, kind: str = "auto") -> t
     by_problem: dict[int, list[dict]] = {}
     for row in pq.read_table(samples_path, columns=["idx", "sample_index", "text"]).to_pylist():
         by_problem.setdefault(row["idx"], []).append(row)
+    failed: dict[int, list[dict]] = {}
+    failures_path = samples_path.with_name("failures.parquet")
+    if failures_path.exists():
+        for row in pq.read_table(failures_path, columns=["idx", "sample_index", "error"]).to_pylist():
+            failed.setdefault(row["idx"], []).append(row)
     ordered = [(p, sorted(by_problem.get(p.index, []), key=lambda r: r["sample_index"])) for p in problems]
     verdicts = iter(grade_batch([(p.solution, r["text"]) for p, rows in ordered for r in rows], KINDS[kind]))
     ks = ks_for(n)
@@ -149,11 +177,16 @@ def grade_samples(problems, samples_path: Path, n: int, kind: str = "auto") -> t
         distinct.append(paths)
         gold = reference_answer(p.solution, kind)
         vote, vote_correct = majority_vote(answers, correct, kind)
+        lost = sorted(failed.get(p.index, []), key=lambda r: r["sample_index"])
         per_question.append({"problem_id": p.problem_id, "gold": gold, "samples": len(rows), "correct": sum(correct),
-                             "majority": vote, "majority_correct": vote_correct, "distinct_paths": paths})
+                             "failed": len(lost), "majority": vote, "majority_correct": vote_correct,
+                             "distinct_paths": paths})
         samples += [{"problem_id": p.problem_id, "index": p.index, "question": p.question,
                      "sample_index": r["sample_index"], "text": r["text"], "answer": v.pred, "verdict": v.verdict,
                      "reason": v.reason, "gold": gold} for r, v in zip(rows, graded)]
+        samples += [{"problem_id": p.problem_id, "index": p.index, "question": p.question,
+                     "sample_index": r["sample_index"], "text": None, "answer": None, "verdict": "failed",
+                     "reason": r["error"], "gold": gold} for r in lost]
     count = len(problems)
     accuracy = sum(maj[1]) / count if count else 0.0
     report = {"verifier": f"{VERIFIER} ({KINDS[kind]} mode)", "answer_kind": kind,
@@ -199,8 +232,12 @@ def write_reports(out: Path, report: dict, samples: list[dict]) -> None:
     lines += ["", "Standard errors are over questions: sqrt(p(1-p)/n) for the accuracy, the standard deviation of "
                   "the per-question values over sqrt(n) for maj1@k and pass@k.", "",
               f"Distinct reasoning paths per question (correct samples, equation keys): mean "
-              f"{report['distinct_paths_mean']}.", "", "Every graded sample: `samples.jsonl`.", "",
-              "![pass@k](plots/pass_at_k.png)", "![distinct paths](plots/distinct_paths.png)", ""]
+              f"{report['distinct_paths_mean']}.", "", "Every graded sample: `samples.jsonl`.", ""]
+    if report.get("failed_requests"):
+        lines += [f"{report['failed_requests']} of {report['requests']} requests were refused by the server (e.g. a "
+                  "question past the model's context window): each counts as a miss and is in `samples.jsonl` "
+                  "with verdict `failed` and the server's reason.", ""]
+    lines += ["![pass@k](plots/pass_at_k.png)", "![distinct paths](plots/distinct_paths.png)", ""]
     write_atomic(out / "report.md", "\n".join(lines).encode())
     _plots(out / "plots", report)
 

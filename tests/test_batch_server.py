@@ -107,3 +107,31 @@ def test_wire_format_limits_stops_n_and_bad_requests(server):
         assert status == 400 and error["error"]["message"]
     assert httpx.get(server.url + "/health").status_code == 200
     assert httpx.get(server.url + "/v1/models").json()["data"][0]["id"]
+
+
+def test_a_prompt_past_the_context_window_is_a_400_and_the_rest_of_its_batch_is_served(server, tiny_model):
+    from transformers import AutoConfig, AutoTokenizer
+
+    window = AutoConfig.from_pretrained(tiny_model).max_position_embeddings
+    assert window == 1024  # build_tiny_model's default
+    # the reproducer: one 200,000-character question among five, sent together (one batch)
+    payloads = [request(s, prompt=f"{PROMPT} x{s}") for s in range(4)]
+    payloads.insert(2, request(9, prompt="What is 1 + 1? " * 13_334))
+    assert len(payloads[2]["prompt"]) >= 200_000
+    replies = post_many(server.url, payloads)
+    assert [status for status, _ in replies] == [200, 200, 400, 200, 200]
+    error = replies[2][1]["error"]
+    assert error["type"] == "invalid_request_error" and error["code"] == "context_length_exceeded"
+    assert f"maximum context length is {window} tokens" in error["message"]
+
+    # the limit is prompt tokens + max_tokens, counted with the model's own tokenizer
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model)
+    prompt = " ".join(f"Ava has {i} apples." for i in range(400))
+    while len(tokenizer(prompt)["input_ids"]) > window - 3:
+        prompt = prompt.rsplit(" ", 1)[0]
+    left = window - len(tokenizer(prompt)["input_ids"])
+    fits, over = post_many(server.url, [request(1, prompt=prompt, max_tokens=left),
+                                        request(1, prompt=prompt, max_tokens=left + 1)])
+    assert fits[0] == 200 and fits[1]["usage"]["prompt_tokens"] == window - left
+    assert over[0] == 400
+    assert f"and max_tokens asks for {left + 1} more ({window + 1} in all)" in over[1]["error"]["message"]

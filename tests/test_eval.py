@@ -210,3 +210,35 @@ def test_few_shot_exemplars_are_read_by_the_grader():
     assert [answer_of(a, "gsm8k") for _, a in GSM8K_SHOTS] == ["6", "5", "39", "8", "9", "29", "33", "8"]
     assert [answer_of(a, "latex") for _, a in MINERVA_SHOTS] == ["[2,5)", "24", "16", "-\\frac{2}{3}"]
     assert all("The answer is" not in a and a.count("####") == 1 for _, a in GSM8K_SHOTS)
+
+
+def test_one_question_past_the_context_window_fails_alone_and_quickly(tmp_path, tiny_model):
+    import time
+
+    import pyarrow.parquet as pq
+
+    # the reproducer: five questions, one of 200,000 characters, on a model with a 1,024-token window
+    rows = synthetic.problems(5, seed=3)
+    long_question = "Ava has 5 apples and gets 3 more. " * 5_883
+    assert len(long_question) >= 200_000
+    rows[3] = {**rows[3], "question": long_question}
+    bench = tmp_path / "bench.jsonl"
+    synthetic.write_gold(rows, bench)
+    started = time.monotonic()
+    result = run("eval", tiny_model, "--benchmark", bench, "--max-tokens", "8", "--out", tmp_path / "report")
+    seconds = time.monotonic() - started
+    assert result.returncode == 0, result.stderr
+    assert seconds < 120  # one attempt, no batch-wide failure and retries with backoff
+    report = json.loads((tmp_path / "report" / "report.json").read_text())
+    assert report["questions"] == 5 and report["requests"] == 5 and report["failed_requests"] == 1
+    assert [q["failed"] for q in report["per_question"]] == [0, 0, 0, 1, 0]
+    assert [q["samples"] for q in report["per_question"]] == [1, 1, 1, 0, 1]
+    samples = [json.loads(line) for line in (tmp_path / "report" / "samples.jsonl").read_text().splitlines()]
+    assert len(samples) == 5
+    [failed] = [s for s in samples if s["verdict"] == "failed"]
+    assert failed["question"] == long_question and failed["text"] is None
+    assert failed["reason"].startswith("http 400: This model's maximum context length is 1024 tokens")
+    assert all(s["text"] is not None for s in samples if s is not failed)
+    [failures] = list((tmp_path / "report" / "work").rglob("failures.parquet"))
+    assert [f["attempts"] for f in pq.read_table(failures).to_pylist()] == [1]  # a 400 is not retried
+    assert "1 of 5 requests were refused" in (tmp_path / "report" / "report.md").read_text()

@@ -9,6 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 MAX_BATCH = 256
+CONTEXT_FIELDS = ("max_position_embeddings", "n_positions", "max_sequence_length", "seq_length", "n_ctx")
 
 
 @dataclass
@@ -87,6 +88,7 @@ class Engine:
         self.model = AutoModelForCausalLM.from_pretrained(model, dtype=dtype).to(device).eval()
         self.device = device
         self.eos = {self.tokenizer.eos_token_id, *(_as_list(self.model.generation_config.eos_token_id))} - {None}
+        self.context = context_window(self.model.config, self.tokenizer)
         self.torch = torch
 
     def encode(self, payload: dict) -> list[int]:
@@ -128,6 +130,24 @@ def _as_list(value) -> list:
     return value if isinstance(value, list) else [value]
 
 
+def context_window(config, tokenizer) -> int | None:
+    """Tokens the model attends over: its config's position limit, else the tokenizer's model_max_length when that
+    is a real limit (transformers writes 1e30 there when none was saved); None when neither says."""
+    text = config.get_text_config() if hasattr(config, "get_text_config") else config
+    for name in CONTEXT_FIELDS:
+        value = getattr(text, name, None)
+        if isinstance(value, int) and value > 0:
+            return value
+    limit = getattr(tokenizer, "model_max_length", None)
+    return limit if isinstance(limit, int) and 0 < limit < 10**8 else None
+
+
+class TooLong(ValueError):
+    """A request past the model's context window: a 400 of its own, before it can join (and sink) a batch."""
+
+    code = "context_length_exceeded"
+
+
 def parse_job(payload: dict, engine: Engine) -> Job:
     """Validate an OpenAI request body; raises ValueError with the offending field."""
     if payload.get("prompt") is None and payload.get("messages") is None:
@@ -141,7 +161,12 @@ def parse_job(payload: dict, engine: Engine) -> Job:
         raise ValueError("need temperature >= 0, 0 < top_p <= 1, max_tokens >= 1")
     seed = payload.get("seed")
     seed = int(seed) if seed is not None else uuid.uuid4().int & 0x7FFFFFFF
-    return Job(engine.encode(payload), max_tokens, temperature, top_p, seed, [str(s) for s in stop])
+    ids = engine.encode(payload)
+    if engine.context and len(ids) + max_tokens > engine.context:
+        raise TooLong(f"This model's maximum context length is {engine.context} tokens; the "
+                      f"{'messages' if payload.get('messages') is not None else 'prompt'} take {len(ids)} tokens "
+                      f"and max_tokens asks for {max_tokens} more ({len(ids) + max_tokens} in all)")
+    return Job(ids, max_tokens, temperature, top_p, seed, [str(s) for s in stop])
 
 
 class Batcher:
@@ -213,7 +238,8 @@ def make_app(engine: Engine, batcher: Batcher):
                 raise ValueError(f"n must be between 1 and {MAX_BATCH}")
             jobs = [parse_job(payload, engine) for _ in range(n)]
         except (ValueError, TypeError, KeyError) as exc:
-            return JSONResponse({"error": {"message": str(exc), "type": "invalid_request_error"}}, status_code=400)
+            return JSONResponse({"error": {"message": str(exc), "type": "invalid_request_error",
+                                           "code": getattr(exc, "code", None)}}, status_code=400)
         for i, job in enumerate(jobs[1:], 1):
             job.seed += i
         try:

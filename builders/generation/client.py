@@ -63,7 +63,7 @@ class HttpxRequests:
         except httpx.TransportError as exc:
             raise RequestFailed(f"connection: {type(exc).__name__}", True) from None
         if response.status_code != 200:
-            raise RequestFailed(f"http {response.status_code}: {response.text[:200]}",
+            raise RequestFailed(f"http {response.status_code}: {error_message(response)}",
                                 response.status_code in RETRYABLE_STATUS)
         try:
             data = json.loads(response.content)
@@ -79,6 +79,15 @@ class HttpxRequests:
             await client.aclose()
         self._clients = None
         await super().server_cleanup()
+
+
+def error_message(response, limit: int = 300) -> str:
+    """The reason an HTTP error gives: an OpenAI error body's `error.message`, else the start of the body."""
+    try:
+        message = json.loads(response.content)["error"]["message"]
+    except (ValueError, KeyError, TypeError):
+        message = None
+    return (message if isinstance(message, str) else response.text)[:limit]
 
 
 def check_reply(message: dict) -> None:
