@@ -64,7 +64,8 @@ def run_collect(problems: list[Problem], sample_paths: list[str], out_dir: str |
     started = time.perf_counter()
     tasks = tasks or workers or default_tasks()
     plan = make_plan(problems, list(sample_paths), dedup, include_gold, out_dir.parent / f".{out_dir.name}.work",
-                     partitions, shard_rows, **({"max_chars": max_sample_chars} if max_sample_chars else {}))
+                     partitions, shard_rows, **({"max_chars": max_sample_chars} if max_sample_chars else {}),
+                     owner=str(out_dir.resolve()))
     # `mathforge collect` starts no threads before this point, so its local tasks may fork
     outcome = run_collect_plan(plan, executor, tasks, workers, publish_to=(str(out_dir), overwrite), fork=True)
     if executor is not None and executor.type == "slurm":

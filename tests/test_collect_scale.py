@@ -155,6 +155,84 @@ def test_kill_9_during_collect_then_rerun_loses_and_duplicates_nothing(tmp_path)
     assert len(rows) == len({(r["problem_id"], r["method"], r["solution"]) for r in rows})
 
 
+def test_an_input_edited_to_the_same_length_and_mtime_after_a_kill_gives_a_clean_runs_result(tmp_path):
+    """kill -9 mid-collect; a seed file rewritten to the same length with its mtime restored (as `cp -p`, `rsync -t`
+    and `tar` restore it); the rerun equals a fresh run on the edited input in another directory, and the killed
+    run's work dir is gone."""
+    gold, dirs = _big_input(tmp_path, 3000)
+    args = ["collect", "--gold", gold, *[a for d in dirs for a in ("--samples", d)], "--dedup", "canonical",
+            "--tasks", "1", "--partitions", "30"]
+    out, work = tmp_path / "killed", tmp_path / ".killed.work"
+    process = subprocess.Popen([*CLI, *map(str, args), "--out", str(out)], start_new_session=True,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 300
+    while time.time() < deadline and len(list(work.glob("*/parts/p*.json"))) < 3:
+        time.sleep(0.05)
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+    old = list(work.glob("collect-*"))
+    assert len(old) == 1 and 3 <= len(list(old[0].glob("parts/p*.json"))) < 30, "the kill must land mid-collect"
+    finished = {hashlib.sha256(p.read_bytes()).hexdigest() for p in old[0].glob("parts/*.parquet")}
+    seed_file = dirs[0] / "raw_generation_0.7_0.json"
+    before = seed_file.stat()
+    data = seed_file.read_bytes()
+    edited = data.translate(bytes.maketrans(b"0123456789", b"1234567890"))  # every digit +1: same length
+    assert len(edited) == len(data) and edited != data
+    seed_file.write_bytes(edited)
+    os.utime(seed_file, ns=(before.st_atime_ns, before.st_mtime_ns))
+    assert (seed_file.stat().st_size, seed_file.stat().st_mtime_ns) == (before.st_size, before.st_mtime_ns)
+    rerun = run(*args, "--out", out, timeout=600)
+    assert rerun.returncode == 0, rerun.stderr
+    assert not work.exists()  # the killed run's work dir went with the rerun's own
+    clean = run(*args, "--out", tmp_path / "clean", timeout=600)
+    assert clean.returncode == 0, clean.stderr
+    assert _digests(out) == _digests(tmp_path / "clean")
+    # one partition, one shard: the killed run's finished partitions (old bytes) are none of the clean run's
+    assert len(finished) >= 3 and finished.isdisjoint(_digests(tmp_path / "clean").values())
+
+
+def test_stale_work_dirs_go_only_when_they_are_ours_of_this_output_and_idle(tmp_path):
+    """Beside a new work dir, only another `collect-<16 hex>` dir of the same owner, holding only work entries and
+    held by no live process, is removed; a user's file inside, another owner, a symlink or a live holder keep it."""
+    from mathforge.builders.stages.collect_pipeline import remove_stale
+
+    root = tmp_path / ".out.work"
+
+    def work_dir(name: str, owner: str | None = "me", extra: str | None = None) -> Path:
+        folder = root / name
+        (folder / "parts").mkdir(parents=True)
+        (folder / "parts" / "p00000.json").write_text("{}")
+        if owner is not None:
+            (folder / "owner").write_text(owner)
+        if extra:
+            (folder / extra).write_text("keep me")
+        return folder
+
+    current = work_dir("collect-" + "0" * 16)
+    stale = work_dir("collect-" + "1" * 16)
+    with_notes = work_dir("collect-" + "2" * 16, extra="notes.txt")
+    other_owner = work_dir("collect-" + "3" * 16, owner="someone else")
+    no_owner = work_dir("collect-" + "4" * 16, owner=None)
+    busy = work_dir("collect-" + "5" * 16)
+    odd_name = work_dir("collect-" + "6" * 15)
+    target = work_dir("elsewhere")
+    (root / ("collect-" + "7" * 16)).symlink_to(target)
+    holder = subprocess.Popen([sys.executable, "-c", "import fcntl, sys, time\nf = open(sys.argv[1], 'a')\n"
+                               "fcntl.flock(f, fcntl.LOCK_SH)\nprint('held', flush=True)\ntime.sleep(60)",
+                               str(busy / ".lock")], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        remove_stale(current, "me")
+    finally:
+        holder.kill()
+        holder.wait()
+    assert not stale.exists()
+    assert all(p.exists() for p in (current, with_notes, other_owner, no_owner, busy, odd_name, target))
+    assert (root / ("collect-" + "7" * 16)).is_symlink() and (target / "parts" / "p00000.json").exists()
+    remove_stale(current, "me")  # the holder is gone: now it is stale
+    assert not busy.exists() and with_notes.exists()
+
+
 PEAK = """
 import os, sys
 from mathforge.cli import main

@@ -151,7 +151,8 @@ class Collect(Stage):
         local = recipe.executor.type == "local"
         tasks = spec.tasks or state.workers or spec.workers or (default_tasks() if local else recipe.executor.tasks)
         plan = make_plan(state.problems, spec.samples + state.samples, spec.dedup, spec.include_gold,
-                         recipe.work_dir(), spec.partitions, recipe.output.shard_rows, max_chars=spec.max_sample_chars)
+                         recipe.work_dir(), spec.partitions, recipe.output.shard_rows, max_chars=spec.max_sample_chars,
+                         owner=f"{Path(state.out_dir).resolve()} stages.{self.index}")
         outcome = run_collect_plan(plan, recipe.executor, tasks, spec.workers or state.workers)
         self.stat_update(state, **outcome.stats)
         corpus = Corpus(outcome.files)

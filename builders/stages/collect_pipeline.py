@@ -1,15 +1,18 @@
 """Collect as datatrove pipeline steps (index inputs, collect partitions, merge) on a local, Ray or Slurm executor."""
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import os
+import re
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+import xxhash
 from datatrove.pipeline.base import PipelineStep
 from mathforge.builders.publish.manifest import problems_digest
 from mathforge.builders.recipe import Executor
@@ -30,14 +33,20 @@ from mathforge.verify.judges import JUDGES
 
 PROBLEMS_PER_PARTITION = 2_000
 FORMAT = 1  # bump when the work files change meaning: an old work dir is then never reused
+WORK_RE = re.compile(r"collect-[0-9a-f]{16}")
+WORK_ENTRIES = {"problems", "index", "buckets", "parts", "logs", "errors", "owner", ".lock"}  # all a work dir holds
+HASH_CHUNK = 1 << 24
+_HELD: dict[str, int] = {}  # work dir -> its `.lock`, flock'ed shared while this process (or a fork) uses it
 
 
 def make_plan(problems, sample_paths: list[str], dedup: str, include_gold: bool, work_root: str | Path,
               partitions: int | None = None, shard_rows: int = 100_000, block: int = BLOCK_PROBLEMS,
-              max_chars: int = MAX_SAMPLE_CHARS) -> CollectPlan:
+              max_chars: int = MAX_SAMPLE_CHARS, owner: str | None = None) -> CollectPlan:
     """Recognise the inputs (tables are checked for their columns here, before any task starts) and fix the
     partitions: `partitions` or one per 2,000 problems. The work dir is named by everything that determines the
-    result, so a rerun with the same inputs resumes and a changed input starts afresh."""
+    result, the inputs' bytes included, so a rerun with the same inputs resumes and a changed input starts afresh.
+    `owner` names the output it serves: that output's other work dirs under `work_root` (runs on other inputs,
+    killed or failed) are removed, unless a live process holds them."""
     sources = [discover(path) for path in sample_paths]
     for source in sources:
         if source.is_table:
@@ -46,17 +55,76 @@ def make_plan(problems, sample_paths: list[str], dedup: str, include_gold: bool,
     bounds = partition_bounds(len(problems), count)
     key = {"format": FORMAT, "problems": problems_digest(problems), "dedup": dedup, "gold": include_gold,
            "bounds": bounds, "shard_rows": shard_rows, "block": block, "max_chars": max_chars,
-           "inputs": [[f.path, *_stamp(f.path)] for s in sources for f in (s.seed_files or [s])]}
+           "inputs": [[f.path, *content_hash(f.path)] for s in sources for f in (s.seed_files or [s])]}
     digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
     work = Path(work_root) / f"collect-{digest}"
+    work.mkdir(parents=True, exist_ok=True)
+    hold(work)
+    if owner is not None:
+        (work / "owner").write_bytes(owner.encode())
+        remove_stale(work, owner)
     plan = CollectPlan(problems, sources, dedup, include_gold, bounds, str(work), shard_rows, block, max_chars)
     plan.write_problems()
     return plan
 
 
-def _stamp(path: str) -> tuple[int, int]:
-    stat = os.stat(path)
-    return stat.st_size, stat.st_mtime_ns
+def content_hash(path: str) -> tuple[int, str]:
+    """A file's size and the xxh3-128 of its bytes (read in 16 MiB chunks): an input edited in place is another
+    input, whatever its size and mtime say."""
+    digest, size = xxhash.xxh3_128(), 0
+    with open(path, "rb") as handle:
+        while chunk := handle.read(HASH_CHUNK):
+            digest.update(chunk)
+            size += len(chunk)
+    return size, digest.hexdigest()
+
+
+def hold(work: str | Path) -> None:
+    """Mark a work dir in use for the life of this process: a shared flock on its `.lock` (forks inherit it)."""
+    path, fd = Path(work, ".lock"), _HELD.get(str(work))
+    if fd is not None:
+        try:
+            if os.path.samestat(os.fstat(fd), os.stat(path)):
+                return
+        except FileNotFoundError:
+            pass
+        release(work)  # the work dir was removed since (a finished build): this run has a new one
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    fcntl.flock(fd, fcntl.LOCK_SH)
+    _HELD[str(work)] = fd
+
+
+def release(work: str | Path) -> None:
+    fd = _HELD.pop(str(work), None)
+    if fd is not None:
+        os.close(fd)
+
+
+def remove_stale(work: Path, owner: str) -> None:
+    """Remove the other collect work dirs beside `work` that serve the same owner: only a real directory named
+    `collect-<16 hex>` holding nothing but a work dir's entries, whose `owner` file names this owner, and whose
+    `.lock` no other live process holds (a run in progress keeps its own; in this process an earlier run for the
+    same owner, one that failed, is over)."""
+    for other in work.parent.iterdir():
+        if other == work or not WORK_RE.fullmatch(other.name) or other.is_symlink() or not other.is_dir():
+            continue
+        try:
+            if not {entry.name for entry in other.iterdir()} <= WORK_ENTRIES or \
+                    (other / "owner").read_bytes() != owner.encode():
+                continue
+            release(other)
+            fd = os.open(other / ".lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        except OSError:
+            continue
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            continue
+        try:
+            shutil.rmtree(other, ignore_errors=True)
+        finally:
+            os.close(fd)
 
 
 class IndexInputs(PipelineStep):
@@ -73,6 +141,7 @@ class IndexInputs(PipelineStep):
         for number, unit in enumerate(self.plan.units()):
             if number % world_size != rank or self.plan.unit_done(unit).exists():
                 continue
+            hold(self.plan.work)
             with _reported(self.plan, f"unit-{number}"):
                 index_unit(self.plan, unit)
             self.stat_update("input_files")
@@ -93,6 +162,7 @@ class CollectPartitions(PipelineStep):
         for partition in range(rank, self.plan.partitions, world_size):
             if self.plan.part_done(partition).exists():
                 continue
+            hold(self.plan.work)
             with _reported(self.plan, f"partition-{partition}"):
                 task = collect_partition(self.plan, partition)
             self.stat_update("partitions")
@@ -130,6 +200,7 @@ class CollectOutcome:
     def clean(self) -> None:
         """Remove the work dir (after the build that used it is in place)."""
         shutil.rmtree(self.plan.work, ignore_errors=True)
+        release(self.plan.work)
 
 
 def run_collect_plan(plan: CollectPlan, executor: Executor | None = None, tasks: int = 1,
