@@ -13,6 +13,7 @@ from mathforge.builders.stages.collect import default_tasks
 from mathforge.builders.stages.collect_pipeline import make_plan, publish_collect, run_collect_plan
 
 from mathforge.errors import InputError
+from mathforge.outputs import check_place, check_replace, recipe_inputs
 
 
 @dataclass
@@ -27,20 +28,24 @@ class BuildResult:
     tasks: list = field(default_factory=list)   # collect: seconds, samples and peak RSS per partition
 
 
-def _check_out_dir(out_dir: Path, overwrite: bool) -> None:
+def _check_out_dir(out_dir: Path, overwrite: bool, inputs=(), where: tuple = ()) -> None:
+    """Checked before any request is sent: the output can be made, is clear of the inputs (outputs.check_place),
+    and is empty or, with overwrite, a mathforge output (outputs.check_replace)."""
     for parent in (out_dir, *out_dir.parents):
         if parent.exists() and not parent.is_dir():
             raise InputError(f"cannot write an output directory here: {parent} is a file", str(out_dir))
-    if out_dir.exists() and any(out_dir.iterdir()) and not overwrite:  # checked before any request is sent
-        raise InputError("output directory exists and is not empty (use --overwrite)", str(out_dir))
+    check_place(out_dir, inputs, *where)
+    check_replace(out_dir, overwrite, ("build", "collect"), *where)
 
 
 def run_recipe(recipe: Recipe, out_dir: str | Path | None = None, overwrite: bool | None = None,
-               workers: int | None = None, console=None) -> BuildResult:
-    """Run every step of a validated recipe in order over one build state (see `stages.steps_of`)."""
+               workers: int | None = None, console=None, out_key: str = "out") -> BuildResult:
+    """Run every step of a validated recipe in order over one build state (see `stages.steps_of`); `out_key`
+    names `out_dir` in errors."""
+    where = recipe.where("output", "dir") if out_dir is None else (None, None, out_key)
     out_dir = Path(out_dir or recipe.output_dir())
     overwrite = recipe.output.overwrite if overwrite is None else overwrite
-    _check_out_dir(out_dir, overwrite)
+    _check_out_dir(out_dir, overwrite, recipe_inputs(recipe) + [("output.work_dir", recipe.work_dir())], where)
     state = BuildState(recipe, out_dir, overwrite, workers, console)
     steps = steps_of(recipe)
     for step in steps:  # everything that can fail before a request is sent, fails here
@@ -60,7 +65,7 @@ def run_collect(problems: list[Problem], sample_paths: list[str], out_dir: str |
     default: one per core, `workers` at once) over fixed partitions, and write shards + stats.json. The work dir
     beside OUT_DIR keeps finished partitions, so a killed run resumes; it goes once the output is in place."""
     out_dir = Path(out_dir)
-    _check_out_dir(out_dir, overwrite)
+    _check_out_dir(out_dir, overwrite, [("--samples", path) for path in sample_paths], (None, None, "--out"))
     started = time.perf_counter()
     tasks = tasks or workers or default_tasks()
     plan = make_plan(problems, list(sample_paths), dedup, include_gold, out_dir.parent / f".{out_dir.name}.work",

@@ -12,6 +12,7 @@ from mathforge.builders.hub_vocabulary import license_problem
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
 
 from mathforge.errors import InputError, line_map, load_yaml
+from mathforge.outputs import check_recipe
 
 REASONING_MAX_TOKENS = 32_768  # max_tokens default of stages whose model is a reasoning one (long traces)
 SEMVER_RE = re.compile(r"^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)(?:-[0-9A-Za-z.-]+)?(?:\+[0-9A-Za-z.-]+)?$")
@@ -470,6 +471,7 @@ def load_recipe(source: str | Path | dict, overrides: list[str] | dict | None = 
     check_limits(recipe)
     for path, text in recipe_templates(recipe):
         prompts.screen_template(text, *recipe.where(*path))
+    check_recipe(recipe)  # output.dir clear of the inputs, `.`, `..`, `/` and home
     return recipe
 
 

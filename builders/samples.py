@@ -28,15 +28,29 @@ class SeedFile:
 
 @dataclass
 class SampleSource:
-    """One input PATH: a model directory (ScRel layout) or a table of samples."""
+    """One input PATH: a model directory (ScRel layout) or a table of samples; `shown`: the name rows and stats
+    give it when it is not PATH (an input in the build's work directory: see `work_name`)."""
 
     path: str
     model: str
     seed_files: list[SeedFile] = field(default_factory=list)
+    shown: str | None = None
 
     @property
     def is_table(self) -> bool:
         return not self.seed_files
+
+    def name(self, path: str | None = None) -> str:
+        """How this input (or one of its seed files) is named in rows and statistics."""
+        path = self.path if path is None else path
+        return path if self.shown is None else self.shown + path[len(self.path):]
+
+
+def work_name(path: str | Path, work_dir: str | Path) -> str:
+    """A path as provenance: relative to the work directory when inside it (the build then does not depend on
+    where the work directory was), else as given."""
+    resolved, root = Path(path).resolve(), Path(work_dir).resolve()
+    return resolved.relative_to(root).as_posix() if resolved.is_relative_to(root) else str(path)
 
 
 def discover(path: str | Path) -> SampleSource:

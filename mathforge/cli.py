@@ -12,6 +12,7 @@ from rich.console import Console
 from rich.table import Table
 
 from mathforge.errors import InputError
+from mathforge.outputs import check_place, check_replace
 
 app = typer.Typer(help="Build versioned problem-solving corpora for math language models.", no_args_is_help=True,
                   add_completion=False, pretty_exceptions_enable=False)
@@ -102,6 +103,8 @@ def validate(recipe: Path = typer.Argument(..., help="Recipe YAML file."),
 
     try:
         parsed = load_recipe(recipe, set_)
+        if parsed.output.overwrite:  # what the build would replace: a mathforge output, or nothing
+            check_replace(parsed.output_dir(), True, ("build", "collect"), *parsed.where("output", "dir"))
     except Exception as exc:
         _fail(exc)
     stages = ", ".join(stage.type for stage in parsed.stages)
@@ -149,7 +152,7 @@ def build(recipe: Path = typer.Argument(..., help="Recipe YAML file."),
         else:
             _check_out(parsed.output_dir(), *parsed.where("output", "dir"))
         _check_out(parsed.work_dir(), *parsed.where("output", "work_dir"))
-        result = run_recipe(parsed, out, overwrite, workers, console)
+        result = run_recipe(parsed, out, overwrite, workers, console, out_key="--out")
     except Exception as exc:
         _fail(exc)
     if result.passes:
@@ -221,6 +224,7 @@ def collect(gold: Path = typer.Option(..., help="Gold JSONL/Parquet (GSM8K quest
             raise InputError("must be local, ray or slurm", key="--executor")
         _check_gold(gold)
         _check_out(out, key="--out")
+        check_place(out, [("--gold", gold), *(("--samples", path) for path in samples)], key="--out")
         _check_samples(samples)
         problems = load_local(gold, source_name)
         result = run_collect(problems, samples, out, dedup, gold_rows, workers, overwrite,

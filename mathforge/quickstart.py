@@ -12,7 +12,7 @@ from pathlib import Path
 import orjson
 import yaml
 
-from mathforge.errors import InputError
+from mathforge.outputs import QUICKSTART_MARKER, check_place, check_replace
 from mathforge.testing import synthetic
 
 PROMPT = "Question: {{ question }}\nAnswer:"
@@ -134,14 +134,15 @@ def run(out: Path, s: Settings, overwrite: bool = False, console=None) -> dict:
     """The whole loop; every number in the returned summary (and the printed table) is measured here."""
     from mathforge.testing.tinymodel import build_tiny_model
 
+    check_place(out, key="--out")
+    check_replace(out, overwrite, ("quickstart",), key="--out")  # only a previous quickstart's directory goes
     if out.exists() and any(out.iterdir()):
-        if not overwrite:
-            raise InputError("output directory exists and is not empty (use --overwrite)", str(out))
         shutil.rmtree(out)
     started = time.perf_counter()
     say = (lambda text: console.print(f"[bold]quickstart[/bold] {text}")) if console else (lambda text: None)
     data = out / "data"
     data.mkdir(parents=True)
+    (out / QUICKSTART_MARKER).write_text("written by `mathforge quickstart`: --overwrite may replace this directory\n")
     train_rows = synthetic.easy_problems(s.train_problems, seed=s.seed, gold_order=s.gold_order)
     held = synthetic.easy_problems(s.heldout, seed=s.seed + 10_000, exclude={r["question"] for r in train_rows})
     write_problems(data / "train.jsonl", train_rows)

@@ -126,11 +126,15 @@ def test_existing_output_is_never_clobbered(screl):
     out = screl["tmp"] / "out"
     out.mkdir()
     (out / "keep.txt").write_text("precious")
-    with pytest.raises(InputError):
-        run_collect(load_local(screl["gold"]), screl["models"], out, "paper")
-    assert (out / "keep.txt").read_text() == "precious"
+    for overwrite in (False, True):  # overwrite replaces only a mathforge output (tests/test_output_safety.py)
+        with pytest.raises(InputError):
+            run_collect(load_local(screl["gold"]), screl["models"], out, "paper", overwrite=overwrite)
+        assert (out / "keep.txt").read_text() == "precious"
+    (out / "keep.txt").unlink()
+    run_collect(load_local(screl["gold"]), screl["models"], out, "paper")
+    (out / "stats.json").write_text("{}")  # a collect output, replaced by the next run
     run_collect(load_local(screl["gold"]), screl["models"], out, "paper", overwrite=True)
-    assert not (out / "keep.txt").exists() and (out / "stats.json").exists()
+    assert json.loads((out / "stats.json").read_text())["problems"] == 30
     assert not [p for p in out.parent.iterdir() if p.name.startswith(".out.")]
 
 

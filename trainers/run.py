@@ -6,6 +6,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from mathforge.outputs import check_place
 from mathforge.trainers.config import parse
 from mathforge.trainers.data import load_config, load_general, mix_by_tokens, resolve_config
 
@@ -36,6 +37,10 @@ def prepare(kind: str, config_path: str | Path, overrides: list[str] | None = No
     """Parse TRL's YAML + mathforge keys, resolve the dataset and its config. Raises InputError (exit 2)."""
     config_path = Path(config_path)
     margs, script, training, model_args = parse(kind, config_path, overrides, on_cpu())
+    inputs = [("model_name_or_path", model_args.model_name_or_path), ("dataset_name", script.dataset_name),
+              ("mix_dataset", margs.mix_dataset)]
+    check_place(training.output_dir, [(k, v) for k, v in inputs if v and Path(v).exists()], str(config_path),
+                key="output_dir")
     root, manifest, files = resolve_config(script.dataset_name, script.dataset_config)
     if margs.mix_dataset:
         load_general(margs.mix_dataset, margs.mix_config)  # resolves (and fails) before the model loads

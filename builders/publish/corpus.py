@@ -10,7 +10,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from mathforge.errors import InputError
+from mathforge.outputs import check_replace
 
 SCHEMA = pa.schema([
     ("problem_id", pa.string()), ("question", pa.string()), ("reference_answer", pa.string()),
@@ -159,8 +159,7 @@ def write_output(out_dir: str | Path, columns: dict[str, list] | None, stats: di
     import socket
 
     out_dir = Path(out_dir)
-    if out_dir.exists() and any(out_dir.iterdir()) and not overwrite:
-        raise InputError("output directory exists and is not empty (use --overwrite)", str(out_dir))
+    check_replace(out_dir, overwrite)  # checked before any work too; again here, where it is replaced
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     host = re.sub(r"[^A-Za-z0-9]", "", socket.gethostname())[:32] or "host"
     owned = re.compile(rf"\.{re.escape(out_dir.name)}\.(?:old-)?{re.escape(host)}-(\d+)(?:-[a-z0-9_]+)?")

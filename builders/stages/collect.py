@@ -11,6 +11,7 @@ from typing import Literal, NamedTuple
 
 import pyarrow as pa
 from mathforge.builders.publish.corpus import SCHEMA, Corpus, append_method_rows, corpus_rows, write_parquet
+from mathforge.builders.samples import work_name
 from mathforge.builders.stages.base import BuildState, Stage
 from mathforge.builders.stages.collect_inputs import MAX_SAMPLE_CHARS, CollectPlan, partition_samples, write_atomic
 from mathforge.builders.stages.collect_stats import PartialStats
@@ -153,11 +154,14 @@ class Collect(Stage):
         plan = make_plan(state.problems, spec.samples + state.samples, spec.dedup, spec.include_gold,
                          recipe.work_dir(), spec.partitions, recipe.output.shard_rows, max_chars=spec.max_sample_chars,
                          owner=f"{Path(state.out_dir).resolve()} stages.{self.index}")
+        for source in plan.sources:  # the sample stages' files are named inside the work dir, wherever it was
+            source.shown = work_name(source.path, recipe.work_dir())
         outcome = run_collect_plan(plan, recipe.executor, tasks, spec.workers or state.workers)
         self.stat_update(state, **outcome.stats)
         corpus = Corpus(outcome.files)
         for part in state.synthesized:  # tutor, diversify, expand, retrospect: verified rows of earlier stages
-            append_method_rows(corpus.tail, part.rows, part.method, outcome.judge, str(part.records_path))
+            append_method_rows(corpus.tail, part.rows, part.method, outcome.judge,
+                               work_name(part.records_path, recipe.work_dir()))
         state.corpus, state.judge = corpus, outcome.judge
         state.sample_inputs.extend(spec.samples)
         state.scratch.append(Path(plan.work))  # the partitions are the corpus until publish has written it

@@ -132,7 +132,7 @@ def index_unit(plan: CollectPlan, unit: tuple[int, int]) -> None:
         starts = plan.block_starts()
         lines, offsets = seed_file_index(seed_file.path, starts)
         if lines < plan.n_problems:
-            stats.short_files.append((seed_file.path, lines))
+            stats.short_files.append((source.name(seed_file.path), lines))
         record = {"lines": lines, "offsets": offsets}  # byte offset of every block start, in plan.block_starts()
     else:
         record = {"rows": _bucket_table(plan, source_no, source, stats)}
@@ -160,7 +160,7 @@ def _bucket_table(plan: CollectPlan, source_no: int, source: SampleSource, stats
 
     for item in iter_table_samples(source, problem_index(plan)):
         if not isinstance(item, TableSample):
-            stats.reject(source.path, *item)
+            stats.reject(source.name(), *item)
             continue
         rows += 1
         partition = bisect.bisect_right(bounds, item.problem) - 1
@@ -213,7 +213,7 @@ def partition_samples(plan: CollectPlan, partition: int):
                 for index in range(start, stop):
                     for row in rows.pop(index, ()):
                         reasoning, text = (row[6], row[3]) if row[6] is not None else split_sample(row[3], None)
-                        per[index - start].append(Sample(row[2], text, row[4], row[5], source.path, row[1],
+                        per[index - start].append(Sample(row[2], text, row[4], row[5], source.name(), row[1],
                                                          reasoning))
                 continue
             for entry_source, seed_file, model, lines, offsets in seed_files:
@@ -223,7 +223,7 @@ def partition_samples(plan: CollectPlan, partition: int):
                 if count <= 0:
                     continue
                 raws = read_range(seed_file.path, offsets[number], offsets[number + 1])[:count]
-                path, seed, temperature = seed_file.path, seed_file.seed, seed_file.temperature
+                path, seed, temperature = source.name(seed_file.path), seed_file.seed, seed_file.temperature
                 for j, raw in enumerate(raws):
                     try:
                         sample = Sample(model, completion_of(raw), seed, temperature, path, start + j + 1)

@@ -107,7 +107,7 @@ def build_stats(problems: int, total: PartialStats, judge, sources, include_gold
         "models": {m: {"samples": total.model_samples[m], "correct": total.model_correct[m],
                        "kept": total.kept_by_model[m], "only_solver": total.only_solver[m]} for m in models},
         "gold_audit": {"count": len(total.audit), "problems": total.audit[:200]},
-        "inputs": [{"path": s.path, "model": s.model, "seed_files": len(s.seed_files)} for s in sources],
+        "inputs": [{"path": s.name(), "model": s.model, "seed_files": len(s.seed_files)} for s in sources],
         "rejected_examples": [{"source": s, "line": n, "reason": r} for s, n, r in total.examples][:20],
         "short_files": [{"path": p, "lines": n} for p, n in total.short_files],
         **({"reasoning": reasoning} if reasoning else {}),

@@ -10,6 +10,7 @@ from pathlib import Path
 import orjson
 
 from mathforge.errors import InputError
+from mathforge.outputs import check_place
 from mathforge.tables import read_table
 from mathforge.verify.grader import grade_batch
 
@@ -64,11 +65,16 @@ def _split(data: bytes, parts: int) -> list[tuple[bytes, int]]:
 
 
 def grade_file(path: Path, out: Path, mode: str = "auto", workers: int | None = None) -> Counter:
-    """Grade every pair of a JSONL (or Parquet) file into `out` JSONL, in order, on `workers` processes (default:
-    all cores); the output is written to a temporary sibling and moved into place. Errors name the line."""
+    """Grade every pair of a JSONL (or Parquet) file into `out`, in order, on `workers` processes (default: all
+    cores): JSONL, or Parquet when `out` ends in .parquet (the input's columns, then verdict, pred_answer and
+    reason). `out` is never the input; it is written to a temporary sibling and moved into place. Errors name the
+    line."""
     path, out = Path(path), Path(out)
+    if out.suffix not in (".jsonl", ".parquet"):
+        raise InputError("the output's name says its format: .jsonl or .parquet", str(out), key="--out")
     if not path.exists():
         raise InputError("file not found", str(path))
+    check_place(out, [("the graded file", path)], key="--out")
     if path.suffix == ".parquet":
         rows, numbers = read_table(path)
         verdicts = grade_batch([_pair(r, str(path), n) for r, n in zip(rows, numbers)], mode, workers=workers)
@@ -87,9 +93,25 @@ def grade_file(path: Path, out: Path, mode: str = "auto", workers: int | None = 
     fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", dir=out.parent)
     try:
         with os.fdopen(fd, "wb") as handle:
-            handle.write(body)
+            if out.suffix == ".parquet":
+                _write_parquet(body, handle, str(path))
+            else:
+                handle.write(body)
         os.replace(tmp, out)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
     return counts
+
+
+def _write_parquet(body: bytes, handle, source: str) -> None:
+    """The graded JSONL rows as one Parquet table (column types inferred from the rows)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    rows = [orjson.loads(line) for line in body.splitlines()]
+    try:  # a struct array takes every row's keys (from_pylist would take the first row's only)
+        table = pa.Table.from_struct_array(pa.array(rows)) if rows else pa.table({})
+    except (pa.ArrowException, TypeError, ValueError) as exc:
+        raise InputError(f"the rows do not fit one Parquet table ({exc}); write JSONL instead", source) from None
+    pq.write_table(table, handle, compression="zstd")
