@@ -17,8 +17,10 @@ from mathforge.outputs import check_recipe
 REASONING_MAX_TOKENS = 32_768  # max_tokens default of stages whose model is a reasoning one (long traces)
 SEMVER_RE = re.compile(r"^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)(?:-[0-9A-Za-z.-]+)?(?:\+[0-9A-Za-z.-]+)?$")
 INT64_MAX = 2**63 - 1
+INDEX_RE = re.compile(r"[0-9]{1,9}")  # a list index in an override path (str.isdigit also takes `²`)
 Seed = Annotated[int, Field(ge=0, le=INT64_MAX)]  # seeds are stored as int64 (Parquet, JSON): 0 .. 2**63-1
 PATH_FIELDS = ("name", "version")
+NAME_MAX = 96  # characters of a name that becomes a file or directory name (and a Hub repository name's limit)
 
 
 class Strict(BaseModel):
@@ -62,7 +64,7 @@ class Source(Strict):
 class ModelSpec(Strict):
     """One sampling model: where it runs (backend) and how it is reached."""
 
-    name: str | None = Field(default=None, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+    name: str | None = Field(default=None, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$", max_length=NAME_MAX)
     backend: Literal["local", "batched", "endpoint", "vllm", "sglang", "scripted"]  # scripted: offline demos
     model: str
     revision: str | None = None
@@ -88,7 +90,7 @@ class ModelSpec(Strict):
 
     @property
     def label(self) -> str:
-        return self.name or re.sub(r"[^A-Za-z0-9._-]+", "-", self.model.rstrip("/").split("/")[-1])
+        return self.name or re.sub(r"[^A-Za-z0-9._-]+", "-", self.model.rstrip("/").split("/")[-1])[:NAME_MAX]
 
 
 class Prompt(Strict):
@@ -259,7 +261,8 @@ class MixStage(Strict):
     """Combine methods' CPT texts and general corpora by token ratio and/or budget (the `mix` config)."""
 
     type: Literal["mix"]
-    name: str | None = Field(default=None, pattern=r"^[a-z0-9][a-z0-9_-]*$")  # config `mix-<name>` (an arm); else `mix`
+    name: str | None = Field(default=None, pattern=r"^[a-z0-9][a-z0-9_-]*$",
+                             max_length=NAME_MAX)  # config `mix-<name>` (an arm); else `mix`
     tokenizer: str                      # counts tokens: a local path, a Hub tokenizer id, or `whitespace`
     ratio: dict[str, float]             # group -> weight; groups: methods (gold, rft, tutor, ...) and general names
     general: list[MixGroup] = Field(default_factory=list)
@@ -404,8 +407,8 @@ class Limits(Strict):
 class Recipe(Strict):
     """The whole truth of a build."""
 
-    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
-    version: str
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$", max_length=NAME_MAX)
+    version: str = Field(max_length=NAME_MAX)
     description: str = ""
     sources: list[Source] = Field(min_length=1)
     stages: list[Stage] = Field(min_length=1)
@@ -546,7 +549,7 @@ def apply_overrides(data: dict, overrides: list[str] | dict, file: str) -> dict[
         for depth, part in enumerate(parts):
             last = depth == len(parts) - 1
             if isinstance(node, list):
-                if not part.isdigit() or int(part) >= len(node):
+                if not INDEX_RE.fullmatch(part) or int(part) >= len(node):
                     raise InputError(f"{'.'.join(path) or '(root)'} has {len(node)} item(s): no index {part!r}",
                                      file, key=label)
                 key = int(part)
@@ -562,7 +565,7 @@ def apply_overrides(data: dict, overrides: list[str] | dict, file: str) -> dict[
                 node[key] = copy.deepcopy(value)
             else:
                 node = node[key]
-        overridden[tuple(int(p) if p.isdigit() else p for p in parts)] = label
+        overridden[tuple(int(p) if INDEX_RE.fullmatch(p) else p for p in parts)] = label
     return overridden
 
 
@@ -581,5 +584,5 @@ def _recipe_error(exc: ValidationError, lines: dict[tuple, int], file: str,
         by = next((label for path, label in (overridden or {}).items() if loc[:len(path)] == path), None)
         found.append((lines.get(probe), key, f"{message} (from {by})" if by else message))
     line, key, message = found[0]
-    more = "".join(f"\n{file}:{ln}: {k}: {m}" for ln, k, m in found[1:])
+    more = "".join(f"\n{InputError(m, file, ln, k).render()}" for ln, k, m in found[1:])
     return InputError(message + more, file, line, key)

@@ -9,6 +9,7 @@ from mathforge.errors import InputError
 from mathforge.tables import read_table
 
 QUESTION_COLUMNS = ("question", "query", "problem")
+SOURCE_MAX_BYTES = 4 * 2**30  # a local source file past this is refused before it is read (every row is in memory)
 SOLUTION_COLUMNS = ("answer", "response", "solution")
 
 
@@ -42,7 +43,12 @@ def _pick(columns: list[str], wanted: str | None, candidates: tuple[str, ...], w
 
 def load_local(path: str | Path, source_id: str | None = None, question: str | None = None,
                solution: str | None = None) -> list[Problem]:
-    """Problems from a local JSONL/Parquet file (GSM8K `question`/`answer` or gsm8k-ScRel `query`/`response`)."""
+    """Problems from a local JSONL/Parquet file (GSM8K `question`/`answer` or gsm8k-ScRel `query`/`response`):
+    a regular file of at most SOURCE_MAX_BYTES."""
+    size = Path(path).stat().st_size if Path(path).is_file() else 0  # not a regular file: read_table says so
+    if size > SOURCE_MAX_BYTES:
+        raise InputError(f"{size:,} bytes: a source file is at most {SOURCE_MAX_BYTES:,} bytes (every row is held "
+                         "in memory); split it into several sources", str(path))
     rows, numbers = read_table(path)
     source_id = source_id or Path(path).stem
     return _problems(rows, numbers, str(path), source_id, question, solution)

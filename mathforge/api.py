@@ -10,6 +10,20 @@ from mathforge.builders.recipe import Recipe
 from mathforge.builders.recipe import load_recipe as _load
 from mathforge.errors import InputError
 
+MODES = ("gsm8k", "math", "auto")  # grading modes (mathforge.verify.grader.Mode)
+
+
+def _refuse(key: str, expected: str, value) -> InputError:
+    """An argument of the wrong type or value, reported as the CLI reports a bad option: `key: must be ...`."""
+    shown = repr(value)
+    shown = shown if len(shown) <= 60 else shown[:57] + "..."
+    return InputError(f"must be {expected}, not {type(value).__name__} {shown}", key=key)
+
+
+def _check_mode(mode) -> None:
+    if not isinstance(mode, str) or mode not in MODES:
+        raise _refuse("mode", "one of " + ", ".join(MODES), mode)
+
 
 def load_recipe(recipe: str | Path | dict | Recipe, /, overrides: list[str] | dict | None = None,
                 **values) -> Recipe:
@@ -18,6 +32,12 @@ def load_recipe(recipe: str | Path | dict | Recipe, /, overrides: list[str] | di
     Overrides are dotted paths, as with `mathforge build --set`: keyword arguments use `__` for the dots
     (`stages__0__k=4`); `overrides` takes "path=YAML" strings or a {dotted path: value} mapping.
     """
+    if not isinstance(recipe, (str, Path, dict, Recipe)):
+        raise _refuse("recipe", "a YAML path, a mapping or a Recipe", recipe)
+    strings = isinstance(overrides, (list, tuple)) and all(isinstance(o, str) for o in overrides)
+    mapping = isinstance(overrides, dict) and all(isinstance(k, str) for k in overrides)
+    if not (overrides is None or strings or mapping):
+        raise _refuse("overrides", 'a {"dotted.path": value} mapping or a list of "path=YAML" strings', overrides)
     if isinstance(recipe, Recipe):
         if not overrides and not values:
             return recipe
@@ -26,8 +46,8 @@ def load_recipe(recipe: str | Path | dict | Recipe, /, overrides: list[str] | di
         values = {**overrides, **values}
         overrides = None
     if overrides and values:
-        raise TypeError("give overrides as strings or as values, not both")
-    return _load(recipe, overrides if overrides else values)
+        raise InputError("give overrides as strings or as values, not both", key="overrides")
+    return _load(recipe, list(overrides) if overrides else values)
 
 
 @dataclass
@@ -93,6 +113,7 @@ def build(recipe: str | Path | dict | Recipe, out: str | Path | None = None, ove
     """Run a recipe (path, mapping or Recipe; keyword overrides as in `load_recipe`) and return the build."""
     from mathforge.builders.build import run_recipe
 
+    _check_build_args(out, overwrite, workers)
     parsed = load_recipe(recipe, **overrides)
     result = run_recipe(parsed, out, overwrite, workers, console)
     opened = Build.open(result.out_dir)
@@ -100,11 +121,24 @@ def build(recipe: str | Path | dict | Recipe, out: str | Path | None = None, ove
     return opened
 
 
+def _check_build_args(out, overwrite, workers) -> None:
+    if out is not None and not isinstance(out, (str, Path)):
+        raise _refuse("out", "a directory path or None", out)
+    if not isinstance(overwrite, bool):  # "no" is truthy: it would replace the output
+        raise _refuse("overwrite", "True or False", overwrite)
+    if workers is not None and (type(workers) is not int or workers < 1):
+        raise _refuse("workers", "a positive integer or None (all cores)", workers)
+
+
 def grade(gold: str, pred: str, mode: str = "auto"):
     """One verdict (`correct` / `wrong` / `unparseable`, with the extracted answer and a reason) for a prediction
     (an answer or a whole solution) against a gold answer; mode: gsm8k, math or auto."""
     from mathforge.verify.grader import grade as _grade
 
+    for key, value in (("gold", gold), ("pred", pred)):
+        if not isinstance(value, str):
+            raise _refuse(key, "a string", value)
+    _check_mode(mode)
     return _grade(gold, pred, mode)
 
 
@@ -112,7 +146,16 @@ def grade_batch(pairs: Iterable[tuple[str, str]], mode: str = "auto", workers: i
     """Verdicts for (gold, prediction) pairs, in order, on `workers` processes (default: all cores)."""
     from mathforge.verify.grader import grade_batch as _grade_batch
 
-    return _grade_batch(list(pairs), mode, workers=workers)
+    if isinstance(pairs, (str, bytes, dict)) or not isinstance(pairs, Iterable):
+        raise _refuse("pairs", "an iterable of (gold, prediction) pairs", pairs)
+    pairs = list(pairs)
+    for i, pair in enumerate(pairs):  # a string of two characters would unpack as a pair
+        if not isinstance(pair, (tuple, list)) or len(pair) != 2 or not all(isinstance(x, str) for x in pair):
+            raise _refuse(f"pairs[{i}]", "a (gold, prediction) pair of strings", pair)
+    _check_mode(mode)
+    if workers is not None and (type(workers) is not int or workers < 1):
+        raise _refuse("workers", "a positive integer or None (all cores)", workers)
+    return _grade_batch(pairs, mode, workers=workers)
 
 
 def pull(ref: str, out: str | Path | None = None) -> Path:

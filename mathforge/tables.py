@@ -24,6 +24,8 @@ def iter_table(path: str | Path, batch_rows: int = 16_384):
         raise InputError("file not found", str(path))
     if path.is_dir():
         raise InputError("is a directory, not a JSONL or Parquet file", str(path))
+    if not path.is_file():  # a device (/dev/zero), a FIFO or a socket: reading may never end
+        raise InputError("is not a regular file (a device, pipe or socket), not a JSONL or Parquet file", str(path))
     if path.suffix == ".parquet":
         import pyarrow.parquet as pq
 
