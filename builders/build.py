@@ -50,6 +50,10 @@ def run_recipe(recipe: Recipe, out_dir: str | Path | None = None, overwrite: boo
     steps = steps_of(recipe)
     for step in steps:  # everything that can fail before a request is sent, fails here
         step.check(state)
+    if recipe.executor.type == "slurm":  # what the cluster would refuse (partition, time, memory): before any job
+        from mathforge.builders.generation.slurm import check_submission
+
+        check_submission(recipe)
     started = time.perf_counter()
     state.problems_by_source = load_sources_split(recipe.sources)
     for step in steps:

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import copy
 import re
+import signal
 import string
 from pathlib import Path
 from typing import Annotated, Literal, Union
@@ -472,6 +473,7 @@ def load_recipe(source: str | Path | dict, overrides: list[str] | dict | None = 
         raise _recipe_error(exc, lines, file, overridden) from None
     recipe._file, recipe._lines, recipe._overrides = file, lines, overridden
     check_limits(recipe)
+    check_executor(recipe)
     for path, text in recipe_templates(recipe):
         prompts.screen_template(text, *recipe.where(*path))
     check_recipe(recipe)  # output.dir clear of the inputs, `.`, `..`, `/` and home
@@ -508,6 +510,68 @@ def check_limits(recipe: Recipe) -> None:
             shown = f"{value:,}" if value < 10**30 else f"a {len(str(value))}-digit number"
             raise InputError(f"{shown} is above the limit of {limit:,} (to allow it deliberately, raise the limit "
                              f"in the recipe: `limits: {{{name}: {value}}}`)", *recipe.where(*path))
+
+
+SLURM_SET_BY_MATHFORGE = {"self", "pipeline", "tasks", "workers", "logging_dir", "depends", "depends_job_id",
+                          "job_id_retriever"}
+SLURM_TIME_RE = re.compile(r"(\d+-)?\d+(:\d{1,2}){0,2}|UNLIMITED|INFINITE", re.IGNORECASE)
+SLURM_COUNTS = {"cpus_per_task": 1, "mem_per_cpu_gb": 1, "nodes_per_task": 1, "tasks_per_job": 1, "gpus_per_task": 0,
+                "randomize_start_duration": 0, "stagger_max_array_jobs": 0, "max_array_size": -1}
+SLURM_FLAGS = {"skip_completed", "max_array_launch_parallel", "run_on_dependency_fail", "requeue", "with_srun"}
+SBATCH_NAME_RE = re.compile(r"[A-Za-z][A-Za-z0-9_-]*")
+
+
+def check_executor(recipe: Recipe) -> None:
+    """A Slurm executor's `options`: only what datatrove's SlurmPipelineExecutor takes (not what mathforge sets per
+    job), counts as counts, a Slurm time limit, and every text on one line (each becomes a line of the job script).
+    Whether the cluster accepts them (partition, limits) is asked at build time (generation.slurm.check_submission)."""
+    if recipe.executor.type != "slurm":
+        return
+    import inspect
+
+    from datatrove.executor import SlurmPipelineExecutor
+
+    known = set(inspect.signature(SlurmPipelineExecutor.__init__).parameters) - SLURM_SET_BY_MATHFORGE
+    for name, value in recipe.executor.options.items():
+        where = recipe.where("executor", "options", name)
+        if name in SLURM_SET_BY_MATHFORGE:
+            raise InputError("set by mathforge for each job (use executor.tasks / executor.workers)", *where)
+        if name not in known:
+            raise InputError(f"not an option of datatrove's SlurmPipelineExecutor (it takes: "
+                             f"{', '.join(sorted(known))})", *where)
+        if name in SLURM_COUNTS:
+            if isinstance(value, bool) or not isinstance(value, int) or value < SLURM_COUNTS[name]:
+                raise InputError(f"must be a whole number >= {SLURM_COUNTS[name]}", *where)
+        elif name in SLURM_FLAGS:
+            if not isinstance(value, bool):
+                raise InputError("must be true or false", *where)
+        elif name in ("sbatch_args", "srun_args"):
+            if not isinstance(value, dict):
+                raise InputError("must be a mapping of option names to values, e.g. {account: myproject}", *where)
+            for key, item in value.items():
+                inner = recipe.where("executor", "options", name, key)
+                if not isinstance(key, str) or not SBATCH_NAME_RE.fullmatch(key):
+                    raise InputError("not an option name (letters, digits, - and _)", *inner)
+                _one_line(item, inner, allow=(int, float), empty=True)  # "": a bare flag (`--exclusive`)
+        elif name == "requeue_signals":
+            if value is not None and (not isinstance(value, list) or not all(
+                    isinstance(v, str) and v in signal.Signals.__members__ for v in value)):
+                raise InputError("must be a list of signal names, e.g. [SIGUSR1], or null", *where)
+        else:
+            _one_line(value, where, allow=(int,) if name in ("time", "job_id_position") else ())
+            if name == "time" and value is not None and not SLURM_TIME_RE.fullmatch(str(value)):
+                raise InputError("not a Slurm time limit (minutes, MM:SS, HH:MM:SS, D-HH, D-HH:MM:SS or "
+                                 "UNLIMITED)", *where)
+
+
+def _one_line(value, where: tuple, allow: tuple = (), empty: bool = False) -> None:
+    if value is None or isinstance(value, allow) and not isinstance(value, bool):
+        return
+    if not isinstance(value, str) or not (value.strip() or empty and not value):
+        raise InputError("must be a non-empty text", *where)
+    if any(ord(c) < 32 or ord(c) == 127 for c in value):
+        raise InputError("must be one line without control characters (it becomes a line of the job script)",
+                         *where)
 
 
 def recipe_templates(recipe: Recipe) -> list[tuple[tuple, str]]:

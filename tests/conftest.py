@@ -109,3 +109,27 @@ def _watchdog():
     faulthandler.dump_traceback_later(900, repeat=False, exit=True)
     yield
     faulthandler.cancel_dump_traceback_later()
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "slurm: runs jobs on the one-node test cluster (mathforge.testing."
+                                       "slurm_cluster); skipped where it cannot start, failed if "
+                                       "MATHFORGE_REQUIRE_SLURM=1")
+
+
+@pytest.fixture(scope="session")
+def slurm_cluster(tmp_path_factory):
+    """A one-node Slurm cluster (2 CPUs) for the session, in this loopback-only network namespace; every daemon and
+    job process gone at the end. Outside such a namespace (plain `make test`) its tests skip: `.ci/run` runs them
+    under `python -m mathforge.testing.slurm_cluster netns -- ...` with MATHFORGE_REQUIRE_SLURM=1."""
+    from mathforge.testing.slurm_cluster import SlurmCluster, why_not
+
+    reason = why_not()
+    if reason:
+        if os.environ.get("MATHFORGE_REQUIRE_SLURM") == "1":
+            pytest.fail(f"MATHFORGE_REQUIRE_SLURM=1 but the test cluster cannot start: {reason}")
+        pytest.skip(reason)
+    cluster = SlurmCluster(tmp_path_factory.mktemp("slurm-cluster"), max_time="1-00:00:00").start()
+    yield cluster
+    left = cluster.stop()
+    assert not left, f"processes of the test cluster still running: {left}"

@@ -415,10 +415,9 @@ def make_executor(executor: Executor, steps: list, logging_dir: Path, depends=No
         start_ray(executor.ray_init)
         return RayPipelineExecutor(steps, tasks=executor.tasks, workers=executor.workers,
                                    logging_dir=str(logging_dir), **options)
-    from datatrove.executor import SlurmPipelineExecutor
+    from mathforge.builders.generation.slurm import slurm_executor
 
-    return SlurmPipelineExecutor(steps, tasks=executor.tasks, workers=executor.workers,
-                                 logging_dir=str(logging_dir), **options)
+    return slurm_executor(steps, executor.tasks, executor.workers, logging_dir, options)
 
 
 def start_ray(ray_init: dict | None = None) -> None:
@@ -478,7 +477,12 @@ def run_pass(mp: ModelPass, docs: list[Doc], executor: Executor, console=None) -
     started = time.perf_counter()
     expected = len(docs) * (mp.stage.k if mp.stage.quota is None else mp.stage.quota.max_samples)
     with ProgressLine(mp.label, expected, console, progress_dir):
-        make_executor(executor, steps, logging_dir).run()
+        launched = make_executor(executor, steps, logging_dir)
+        launched.run()
+        if executor.type == "slurm":  # sbatch returns at once: the pass is done when its job has run
+            from mathforge.builders.generation.slurm import wait_for_jobs
+
+            wait_for_jobs([launched])
     seconds = time.perf_counter() - started
     stats = run_stats(logging_dir)
     stats["client_processes"] = layout.processes

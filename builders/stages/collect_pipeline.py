@@ -196,10 +196,18 @@ class CollectOutcome:
     files: list[Path]
     judge: object
     tasks: list[dict] = field(default_factory=list)
+    keep_logs: bool = False  # a Slurm collect keeps its jobs' logs; their completion markers go (nothing reads done)
 
     def clean(self) -> None:
         """Remove the work dir (after the build that used it is in place)."""
-        shutil.rmtree(self.plan.work, ignore_errors=True)
+        if self.keep_logs:
+            for entry in Path(self.plan.work).iterdir():
+                if entry.name not in ("logs", "owner"):  # `owner`: a later run for this output removes them
+                    shutil.rmtree(entry) if entry.is_dir() else entry.unlink()
+            for done in Path(self.plan.work, "logs").glob("*/completions"):
+                shutil.rmtree(done, ignore_errors=True)
+        else:
+            shutil.rmtree(self.plan.work, ignore_errors=True)
         release(self.plan.work)
 
 
@@ -224,12 +232,19 @@ def run_collect_plan(plan: CollectPlan, executor: Executor | None = None, tasks:
     second = executor.model_copy(update={"tasks": collect_tasks,
                                          "workers": min(workers or collect_tasks, collect_tasks), "options": options})
     index = make_executor(first, [IndexInputs(plan)], logs / f"index-{index_tasks}")
-    if executor.type == "slurm":  # three chained jobs; the last one merges and publishes to `publish_to`
-        if publish_to is None:
-            raise InputError("a recipe build collects on a local or ray executor; use `mathforge collect "
-                             "--executor slurm` to collect on Slurm", key="executor.type")
+    if executor.type == "slurm":  # chained jobs: index, collect, then merge (and publish to `publish_to`)
         collect = make_executor(second, [CollectPartitions(plan)], logs / f"collect-{collect_tasks}", depends=index)
-        last = executor.model_copy(update={"tasks": 1, "workers": 1, "options": options})
+        if publish_to is None:  # a recipe build waits for both jobs and merges here, for its later stages
+            from mathforge.builders.generation.slurm import wait_for_jobs
+
+            try:
+                collect.run()
+                wait_for_jobs([index, collect])
+            finally:
+                _raise_input_errors(plan)
+            return merge(plan)
+        last = executor.model_copy(update={"tasks": 1, "workers": 1,  # runs whenever launched: no stale marker
+                                           "options": {**options, "skip_completed": False}})
         make_executor(last, [FinishCollect(plan, *publish_to)], logs / "merge", depends=collect).run()
         return CollectOutcome(plan, {}, [], None)
     _run(index, plan)
@@ -304,7 +319,9 @@ class FinishCollect(PipelineStep):
         self.plan, self.out_dir, self.overwrite = plan, out_dir, overwrite
 
     def run(self, data=None, rank: int = 0, world_size: int = 1):
-        publish_collect(merge(self.plan), self.out_dir, self.overwrite)
+        outcome = merge(self.plan)
+        outcome.keep_logs = True  # the three jobs' logs stay in <work>/logs for the user
+        publish_collect(outcome, self.out_dir, self.overwrite)
         return data
 
 
