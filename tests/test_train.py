@@ -154,3 +154,46 @@ def test_bad_input_exits_2_before_any_model_loads(case, build, tmp_path):
     expected = {"unknown-key": f"{config}:4: learning_rat: unknown key", "bad-ref": "does not exist",
                 "missing-config": "no config 'chat'", "hub-ref": "nobody/nothing@v1.0.0"}[case]
     assert expected in result.stderr
+
+
+def test_a_command_line_preset_applies_exactly_as_in_the_yaml(tmp_path):
+    from mathforge.trainers.config import parse
+
+    base = "model_name_or_path: m\ndataset_name: d\noutput_dir: o\nper_device_train_batch_size: 2\n"
+    in_yaml = write_config(tmp_path, "in-yaml", base + "preset: rft-paper\n")
+    plain = write_config(tmp_path, "plain", base)
+    parsed = [parse("sft", in_yaml, on_cpu=True), parse("sft", plain, ["--preset", "rft-paper"], on_cpu=True),
+              parse("sft", plain, ["--preset=rft-paper"], on_cpu=True)]
+    # the numbers: global batch 128 / per-device 2 = 64 accumulation steps, max_length 512 (not 1, 1024)
+    for margs, _, training, _ in parsed:
+        assert margs.preset == "rft-paper" and training.gradient_accumulation_steps == 64
+        assert training.max_length == 512 and training.num_train_epochs == 3 and training.learning_rate == 2e-5
+    dumps = [(vars(m), vars(s), training.to_dict(), vars(model)) for m, s, training, model in parsed]
+    assert dumps[0] == dumps[1] == dumps[2]
+    # a key given beside the preset still wins over it, from the YAML and from the command line
+    _, _, training, _ = parse("sft", plain, ["--preset", "rft-paper", "--max_length", "300"], on_cpu=True)
+    assert training.max_length == 300 and training.gradient_accumulation_steps == 64
+
+
+@pytest.mark.parametrize("line, override, expected", [
+    ("preset: {a: 1}", None, ":4: preset: must be a preset name (rft-paper, mathgpt-cpt), not a mapping ({'a': 1})"),
+    ("per_device_train_batch_size: 0", None, ":4: per_device_train_batch_size: must be a positive integer, not 0"),
+    ("global_batch_size: -8", None, ":4: global_batch_size: must be a positive integer, not -8"),
+    ("dataset_name: [x]", None, ":1: dataset_name: must be a string or null, not a list (['x'])"),
+    ("global_batch_size: 12\nper_device_train_batch_size: 8", None,
+     ":4: global_batch_size: global_batch_size 12 is not a multiple of per-device batch x processes = 8"),
+    ("gradient_accumulation_steps: 0", None, ":4: gradient_accumulation_steps: must be a positive integer, not 0"),
+    ("num_train_epochs: {a: 1}", None, ":4: num_train_epochs: must be a number, not a mapping ({'a': 1})"),
+    ("", ["--per_device_train_batch_size", "0"],
+     ": --per_device_train_batch_size (command line): must be a positive integer, not 0"),
+    ("", ["--preset", "nope"], ": --preset (command line): unknown preset 'nope'"),
+])
+def test_bad_settings_exit_2_with_file_line_and_key(line, override, expected, tmp_path):
+    body = "model_name_or_path: m\ndataset_name: d\noutput_dir: o\n" + line + "\n"
+    if line.startswith("dataset_name"):
+        body = line + "\nmodel_name_or_path: m\noutput_dir: o\n"
+    config = write_config(tmp_path, "bad", body)
+    result = run("train", "sft", config, *(override or []), timeout=300)
+    assert result.returncode == 2, result.stdout + result.stderr[-2000:]
+    assert f"error: {config}{expected}" in result.stderr
+    assert "Traceback" not in result.stderr
