@@ -123,11 +123,13 @@ def test_collect_runs_as_three_chained_jobs_and_matches_local_bytes(slurm_cluste
     local = run("collect", *inputs, *COLLECT_OPTIONS, "--out", tmp_path / "local")
     assert local.returncode == 0, local.stderr
     before = jobs()
-    result = run("collect", *inputs, *COLLECT_OPTIONS, "--out", tmp_path / "slurm", "--executor", "slurm")
+    result = run("collect", *inputs, *COLLECT_OPTIONS, "--out", tmp_path / "slurm", "--executor", "slurm",
+                 env={"SBATCH_TIMELIMIT": "00:23:00"})  # sbatch's own variables: how a collect takes options
     assert result.returncode == 0, result.stderr
     assert "submitted to Slurm" in result.stderr
     submitted = new_jobs(before)
     assert [info["name"] for _, info in submitted] == ["mathforge-index-2", "mathforge-collect-2", "mathforge-merge"]
+    assert {show_job(job)["TimeLimit"] for job, _ in submitted} == {"00:23:00"}
     (index, _), (collect, _), (merge, _) = submitted
     assert show_job(collect)["Dependency"].startswith(f"afterok:{index}")
     assert show_job(merge)["Dependency"].startswith(f"afterok:{collect}")
