@@ -62,6 +62,11 @@ class Source(Strict):
         return self
 
 
+# engine flags mathforge sets itself (server_args may not): the flag -> the recipe key that decides it
+LAUNCH_FLAGS = {"model": "`model`", "model-path": "`model`", "host": "`host`", "port": "a free port",
+                "trust-remote-code": "`trust_remote_code`", "revision": "`revision`"}
+
+
 class ModelSpec(Strict):
     """One sampling model: where it runs (backend) and how it is reached."""
 
@@ -77,6 +82,23 @@ class ModelSpec(Strict):
     reasoning: bool = False   # a reasoning model (R1-style, Qwen3 thinking): max_tokens defaults to 32768
     host: str | None = None           # vllm/sglang: the address the server binds (default 127.0.0.1)
     trust_remote_code: bool = False   # vllm/sglang: run code from the model repository (off unless set here)
+    python: str | None = None         # vllm/sglang: the interpreter that runs the server (`make vllm`: .venv-vllm)
+    server_args: dict[str, str | int | float | bool] = Field(default_factory=dict)  # vllm/sglang: engine flags
+
+    @field_validator("server_args")
+    @classmethod
+    def engine_flags(cls, args: dict) -> dict:
+        """`gpu_memory_utilization: 0.15` -> `--gpu-memory-utilization=0.15` (true: `--flag`, false: `--no-flag`);
+        what mathforge sets from other keys is refused here."""
+        flags = {}
+        for key, value in args.items():
+            flag = key.replace("_", "-")
+            if not re.fullmatch(r"[a-z0-9][a-z0-9-]{0,63}", flag):
+                raise ValueError(f"server_args key {key!r} is not an engine flag name (letters, digits, - or _)")
+            if flag in LAUNCH_FLAGS:
+                raise ValueError(f"server_args {key!r}: mathforge sets it ({LAUNCH_FLAGS[flag]})")
+            flags[flag] = value
+        return flags
 
     @model_validator(mode="after")
     def reachable(self) -> "ModelSpec":
@@ -86,6 +108,9 @@ class ModelSpec(Strict):
             raise ValueError(f"`base_url` is for the endpoint backend, not {self.backend}")
         if self.backend not in ("vllm", "sglang") and (self.host is not None or self.trust_remote_code):
             raise ValueError(f"`host` and `trust_remote_code` are for the servers mathforge launches (vllm, sglang), "
+                             f"not {self.backend}")
+        if self.backend not in ("vllm", "sglang") and (self.python is not None or self.server_args):
+            raise ValueError(f"`python` and `server_args` are for the servers mathforge launches (vllm, sglang), "
                              f"not {self.backend}")
         return self
 

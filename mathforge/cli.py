@@ -383,6 +383,10 @@ def evaluate(model: str = typer.Argument(..., help="A model directory or Hub id 
                                                       "(Wei et al.), math/latex Minerva's 4-shot; 0: zero-shot."),
              answer_kind: str = typer.Option("auto", help="How a file benchmark's gold answers are written: gsm8k "
                                                           "(`#### n`), latex or auto (gsm8k and math know theirs)."),
+             python: Optional[str] = typer.Option(None, help="vllm/sglang: the interpreter that runs the server "
+                                                             "(`make vllm`: .venv-vllm/bin/python)."),
+             server_arg: List[str] = typer.Option([], help="vllm/sglang: an engine flag KEY=VALUE, repeatable "
+                                                           "(e.g. gpu-memory-utilization=0.15; true/false: a switch)."),
              out: Path = typer.Option(Path("evals/latest"), help="Report directory.")) -> None:
     """Accuracy (maj1@1), maj1@k, unbiased pass@k (± standard errors) and distinct reasoning paths, graded by
     mathforge's shared grader; every graded sample in samples.jsonl."""
@@ -395,13 +399,24 @@ def evaluate(model: str = typer.Argument(..., help="A model directory or Hub id 
         reports = evaluate_benchmarks(model, benchmark, out, split=split, n=n, temperature=temperature,
                                       backend=backend, base_url=base_url, api_key_env=api_key_env, limit=limit,
                                       max_tokens=max_tokens, chat=chat, shots=shots, answer_kind=answer_kind,
-                                      console=console)
+                                      console=console, python=python, server_args=_server_args(server_arg))
     except Exception as exc:
         _fail(_hub_error(exc))
     for name, report in reports.items():
         _eval_table(report, out / name if len(reports) > 1 else out)
     if len(reports) > 1:
         _eval_summary(reports, out)
+
+
+def _server_args(items: list[str]) -> dict:
+    """`--server-arg KEY=VALUE`s as a recipe's server_args (`true` / `false`: a switch on or off)."""
+    args = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise InputError(f"{item!r} is not KEY=VALUE", key="--server-arg")
+        args[key] = {"true": True, "false": False}.get(value.lower(), value)
+    return args
 
 
 def _eval_table(report: dict, where: Path) -> None:
@@ -446,13 +461,20 @@ def quickstart(out: Path = typer.Option(Path("build/quickstart"), help="Director
                                                          "step order; `first` leaves the other orders to RFT."),
                train_problems: Optional[int] = typer.Option(None, min=10),
                heldout: Optional[int] = typer.Option(None, min=10),
+               backend: str = typer.Option("batched", help="The RFT sampling's backend: batched or vllm."),
+               python: Optional[str] = typer.Option(None, help="--backend vllm: the interpreter that runs vLLM "
+                                                               "(`make vllm`: .venv-vllm/bin/python)."),
                overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing --out directory.")) -> None:
     """Offline on a CPU: train a tiny SFT model, build an RFT corpus from its samples, train on gold + RFT, compare."""
     from mathforge.quickstart import Settings
     from mathforge.quickstart import run as run_quickstart
 
     changes = {key: value for key, value in dict(seed=seed, steps=steps, rft_steps=rft_steps, k=k, gold_order=gold_order, train_problems=train_problems,
-                                                  heldout=heldout).items() if value is not None}
+                                                  heldout=heldout, backend=backend, python=python).items() if value is not None}
+    if backend not in ("batched", "vllm"):
+        _fail(InputError(f"the RFT sampling backend is batched or vllm, not {backend!r}", key="--backend"))
+    if python is not None and backend != "vllm":
+        _fail(InputError("--python names vLLM's interpreter: only with --backend vllm", key="--python"))
     if gold_order not in (None, "random", "first"):
         _fail(InputError(f"the gold step order is random or first, not {gold_order!r}", key="--gold-order"))
     settings = Settings.quick(**changes) if quick else Settings(**changes)
@@ -486,13 +508,17 @@ def _quickstart_table(summary: dict) -> None:
 @app.command("tiny-model")
 def tiny_model(out: Path = typer.Argument(..., help="Directory for the model and tokenizer."),
                hidden: int = typer.Option(64, min=8), layers: int = typer.Option(2, min=1),
+               heads: int = typer.Option(2, min=1, help="Attention heads; head size hidden/heads (default 32: vLLM's "
+                                                        "CPU build serves 32, 64, 80, 96, 112, 128, ..., not 16)."),
                seed: int = typer.Option(0)) -> None:
     """Build a tiny Llama + BPE tokenizer (trained on synthetic problems) for offline smoke tests."""
     from mathforge.testing.tinymodel import build_tiny_model
 
+    if hidden % heads:
+        _fail(InputError(f"--hidden {hidden} is not a multiple of --heads {heads}", key="--heads"))
     try:
         _check_out(out, key="OUT")
-        path = build_tiny_model(out, hidden=hidden, layers=layers, seed=seed)
+        path = build_tiny_model(out, hidden=hidden, layers=layers, heads=heads, seed=seed)
     except Exception as exc:
         _fail(exc)
     Console().print(f"tiny model written to {path}: {(path / 'mathforge-tiny.json').read_text()}")

@@ -36,6 +36,14 @@ class Settings:
     max_tokens: int = 40
     seed: int = 0
     gold_order: str = "random"  # or "first": every gold solution in left-to-right order, other orders left to RFT
+    backend: str = "batched"  # the RFT sampling's backend: batched, or vllm (`python`: its interpreter)
+    python: str | None = None
+
+    @property
+    def heads(self) -> int:
+        """4 heads; for vLLM heads of 32 (its CPU build serves no head size under 32): the same 4 at d=128,
+        2 in the quick form's d=64."""
+        return max(1, self.hidden // 32) if self.backend == "vllm" else 4
 
     @classmethod
     def quick(cls, **changes) -> "Settings":
@@ -49,6 +57,17 @@ def write_problems(path: Path, rows: list[dict]) -> None:
             handle.write(orjson.dumps({"question": row["question"], "answer": row["answer"]}) + b"\n")
 
 
+def sampler(s: Settings, model: Path) -> dict:
+    """The RFT sampling model's recipe entry; through vLLM, engine flags that also suit its CPU build: a small memory
+    share, the tiny model's context, float32 as the batched backend computes."""
+    entry = {"name": "sft", "backend": s.backend, "model": str(model)}
+    if s.backend == "vllm":
+        entry["server_args"] = {"gpu-memory-utilization": 0.15, "max-model-len": 1024, "dtype": "float32"}
+        if s.python:
+            entry["python"] = s.python
+    return entry
+
+
 def recipe_yaml(name: str, version: str, train: Path, out: Path, s: Settings, model: Path | None) -> dict:
     """The build recipe: gold only (no model), or gold + RFT samples of `model` (k, T, the paper's dedup)."""
     stages = []
@@ -56,7 +75,7 @@ def recipe_yaml(name: str, version: str, train: Path, out: Path, s: Settings, mo
         stages.append({"type": "sample", "k": s.k, "temperature": s.temperature, "max_tokens": s.max_tokens,
                        "seed": s.seed, "concurrency": 256, "checkpoint_every": 1000,
                        "prompt": {"template": PROMPT},
-                       "models": [{"name": "sft", "backend": "batched", "model": str(model)}]})
+                       "models": [sampler(s, model)]})
     stages.append({"type": "collect", "dedup": "paper"})
     return {"name": name, "version": version,
             "description": "mathforge quickstart: easy synthetic add/sub problems" +
@@ -148,7 +167,8 @@ def run(out: Path, s: Settings, overwrite: bool = False, console=None) -> dict:
     write_problems(data / "train.jsonl", train_rows)
     write_problems(data / "heldout.jsonl", held)
     texts = [PROMPT.replace("{{ question }}", r["question"]) + " " + sol for r in train_rows for sol in r["solutions"]]
-    init = build_tiny_model(out / "models" / "init", hidden=s.hidden, layers=s.layers, seed=s.seed, texts=texts)
+    init = build_tiny_model(out / "models" / "init", hidden=s.hidden, layers=s.layers, heads=s.heads, seed=s.seed,
+                            texts=texts)
     say(f"{len(train_rows)} training / {len(held)} held-out problems, tiny Llama d={s.hidden} x {s.layers} layers")
 
     gold = build(write_yaml(out / "recipes" / "gold.yaml", recipe_yaml("quickstart", "0.1.0", data / "train.jsonl",

