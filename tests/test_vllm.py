@@ -310,3 +310,18 @@ def test_engine_flags_from_the_recipe_reach_the_command_line_and_override_the_co
     assert "--max-model-len" not in command  # the recipe's, not datatrove's 8192 beside it
     assert vllm_command(InferenceConfig(server_type="vllm", model_name_or_path="org/m"), 8000)[:3] == \
         ["vllm", "serve", "org/m"]  # no interpreter named: `vllm serve`, as on a GPU machine
+
+
+def test_tiny_model_heads_default_to_a_size_every_backend_serves(tmp_path):
+    result = run("tiny-model", tmp_path / "m")
+    assert result.returncode == 0, result.stderr
+    config = json.loads((tmp_path / "m" / "config.json").read_text())
+    assert config["hidden_size"] // config["num_attention_heads"] == 32  # vLLM's CPU attention has none under 32
+    bad = run("tiny-model", tmp_path / "n", "--hidden", "64", "--heads", "3")
+    assert bad.returncode == 2 and "--heads" in bad.stderr and not (tmp_path / "n").exists()
+
+
+@pytest.mark.parametrize("args, key", [(["--backend", "sglang"], "--backend"), (["--python", "py"], "--python")])
+def test_quickstart_samples_through_batched_or_vllm_only(tmp_path, args, key):
+    result = run("quickstart", "--quick", "--out", tmp_path / "q", *args)
+    assert result.returncode == 2 and key in result.stderr and not (tmp_path / "q").exists()
