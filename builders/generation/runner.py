@@ -16,6 +16,8 @@ from pathlib import Path
 import orjson
 import pyarrow as pa
 import pyarrow.parquet as pq
+from datatrove.executor.local import LocalPipelineExecutor
+from mathforge import lifeline
 from mathforge.builders import prompts
 from mathforge.builders.generation import hub_models
 from mathforge.builders.generation.client import RequestFailed
@@ -422,16 +424,34 @@ def pipeline(mp: ModelPass, layout: ClientLayout, progress_dir: Path | None = No
     return [reader, runner]
 
 
+class LocalExecutor(LocalPipelineExecutor):
+    """datatrove's local executor whose task processes and manager die with this process (a kill -9 leaves nothing
+    sending requests) and, spawned or forkserver-started, never re-run a script's `__main__`."""
+
+    driver: int | None = None
+
+    def run(self):
+        self.driver = os.getpid()
+        with lifeline.bound_children():
+            return super().run()
+
+    def _launch_run_for_rank(self, rank: int, *args, **kwargs):
+        if self.driver not in (None, os.getpid()):  # in a task process (workers == 1 runs tasks in the driver)
+            if os.getppid() == self.driver:  # forked (already bound by the fork handler) or spawned
+                lifeline.die_with_parent()
+            else:  # a forkserver's child: watch the driver itself
+                lifeline.die_with(self.driver)
+        return super()._launch_run_for_rank(rank, *args, **kwargs)
+
+
 def make_executor(executor: Executor, steps: list, logging_dir: Path, depends=None):
     """The recipe's datatrove executor over these steps (`depends`: an executor of the same type to run first)."""
     options = dict(executor.options)
     if depends is not None:
         options["depends"] = depends
     if executor.type == "local":
-        from datatrove.executor import LocalPipelineExecutor
-
-        return LocalPipelineExecutor(steps, tasks=executor.tasks, workers=executor.workers,
-                                     logging_dir=str(logging_dir), **options)
+        return LocalExecutor(steps, tasks=executor.tasks, workers=executor.workers, logging_dir=str(logging_dir),
+                             **options)
     if executor.type == "ray":
         from datatrove.executor.ray import RayPipelineExecutor
 

@@ -14,6 +14,7 @@ import urllib.request
 from pathlib import Path
 
 from datatrove.pipeline.inference.servers import InferenceServer
+from mathforge import lifeline
 from mathforge.builders.generation.client import Runner, Sglang, Vllm
 
 from mathforge.errors import InputError
@@ -73,7 +74,7 @@ class LocalServer:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         log = open(self.log_path, "ab")
         self.process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env,
-                                        start_new_session=True)
+                                        start_new_session=True, preexec_fn=lifeline.preexec())
         log.close()
         self._wait_healthy()
         return self
@@ -230,8 +231,10 @@ class LaunchOptions:
         from loguru import logger
 
         logger.debug(f"Starting {self.label} with command: {' '.join(command)}")
+        # SIGTERM when the client process dies: vLLM / SGLang then stop their own engine processes
         return await asyncio.create_subprocess_exec(*command, stdout=asyncio.subprocess.PIPE,
                                                     stderr=asyncio.subprocess.PIPE, env=env,
+                                                    preexec_fn=lifeline.preexec(signal.SIGTERM),
                                                     start_new_session=True)
 
     async def server_cleanup(self) -> None:

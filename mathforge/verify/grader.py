@@ -15,6 +15,7 @@ from fractions import Fraction
 from importlib import metadata
 from typing import Iterable, Literal
 
+from mathforge import lifeline
 from mathforge.verify.answers import GSM8K_ANSWER_RE, MAX_NUMBER_CHARS, gsm8k_extract, strict_number
 from mathforge.verify.extract import MAX_ANSWER_CHARS, PROSE_RE, final_answer, split_reasoning
 from mathforge.verify.extract import gold_answer as literal_answer
@@ -438,8 +439,12 @@ def _take_helper(deadline: Deadline) -> cf.ProcessPoolExecutor | None:
         _live[0] += 1
     started = time.monotonic()
     try:
-        helper = cf.ProcessPoolExecutor(max_workers=1, mp_context=mp.get_context("spawn"))
-        helper.submit(_start_helper).result(timeout=HELPER_START_SECONDS)
+        # a helper outlives the thread that started it: it watches this process rather than its starting thread
+        helper = cf.ProcessPoolExecutor(max_workers=1, mp_context=mp.get_context("spawn"),
+                                        initializer=lifeline.die_with, initargs=(os.getpid(),))
+        with lifeline.bound_children():  # the helper process starts here (without re-running a script's __main__)
+            first = helper.submit(_start_helper)
+        first.result(timeout=HELPER_START_SECONDS)
     except BaseException:
         _drop_helper(locals().get("helper"))
         raise
@@ -526,5 +531,6 @@ def grade_batch(pairs: Iterable[tuple[str, str]], mode: Mode = "auto", last_numb
     if workers == 1 or len(pairs) <= chunk:
         return _grade_chunk((pairs, mode, last_number_fallback, timeout))
     chunks = [(pairs[i : i + chunk], mode, last_number_fallback, timeout) for i in range(0, len(pairs), chunk)]
-    with cf.ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("fork")) as pool:
+    with lifeline.bound_children(), \
+            cf.ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("fork")) as pool:
         return [v for part in pool.map(_grade_chunk, chunks) for v in part]

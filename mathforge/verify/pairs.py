@@ -9,6 +9,7 @@ from pathlib import Path
 
 import orjson
 
+from mathforge import lifeline
 from mathforge.errors import InputError
 from mathforge.outputs import check_place
 from mathforge.tables import read_table
@@ -86,7 +87,7 @@ def grade_file(path: Path, out: Path, mode: str = "auto", workers: int | None = 
         if workers == 1:
             done = [_grade_lines(job) for job in jobs]
         else:
-            with mp.get_context("fork").Pool(workers) as pool:
+            with lifeline.bound_children(), mp.get_context("fork").Pool(workers) as pool:
                 done = pool.map(_grade_lines, jobs, chunksize=1)
         body, counts = b"".join(part for part, _ in done), sum((c for _, c in done), Counter())
     out.parent.mkdir(parents=True, exist_ok=True)
