@@ -434,6 +434,10 @@ def _eval_table(report: dict, where: Path) -> None:
     out_console.print(f"accuracy (maj1@1) {pm(report['accuracy'], report['accuracy_se'])}; distinct paths "
                       f"per question {report['distinct_paths_mean']}; report: {where / 'report.md'}, samples: "
                       f"{where / 'samples.jsonl'}", soft_wrap=True)
+    if report.get("failed_requests"):
+        console.print(f"[yellow]{report['failed_requests']} of {report['requests']} requests were refused by the "
+                      f"server (counted as misses; verdict `failed` with the reason in samples.jsonl)[/yellow]",
+                      soft_wrap=True)
 
 
 def _eval_summary(reports: dict, out: Path) -> None:

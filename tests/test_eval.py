@@ -242,3 +242,4 @@ def test_one_question_past_the_context_window_fails_alone_and_quickly(tmp_path, 
     [failures] = list((tmp_path / "report" / "work").rglob("failures.parquet"))
     assert [f["attempts"] for f in pq.read_table(failures).to_pylist()] == [1]  # a 400 is not retried
     assert "1 of 5 requests were refused" in (tmp_path / "report" / "report.md").read_text()
+    assert "1 of 5 requests were refused" in result.stderr
