@@ -1,23 +1,19 @@
-"""Equations of a solution and the dedup keys built from them: the paper's raw key and a canonical key."""
+"""Equations of a solution (calculator annotations and the relations of its LaTeX / plain text), their calculator
+verdicts, the dedup keys built from them (the paper's raw key, a canonical key) and their groundedness."""
 from __future__ import annotations
 
 import ast
 import re
+from dataclasses import dataclass
 from fractions import Fraction
 
+from mathforge.verify import relations
 from mathforge.verify.answers import strict_number
 from mathforge.verify.arithmetic import MAX_EXPR_CHARS, Refused, close_enough, exact_eval
+from mathforge.verify.relations import format_number
 
 ANNOTATION_RE = re.compile(r"<<([^>]*)>>")  # the reference pattern: `annotation_spans` is its linear-time scan
 
-_NUM = r"\d+(?:,\d{3})*(?:\.\d+)?"
-_OPERAND = rf"(?:\\frac\{{{_NUM}\}}\{{{_NUM}\}}|\$?{_NUM})"
-_OP = r"\s*(?:[-+*/×÷]|\bx\b|\\times|\\cdot|\\div)\s*"
-_LHS_RE = re.compile(rf"(?<![\w.,])({_OPERAND}(?:{_OP}{_OPERAND})+)\s*$")
-_RHS_RE = re.compile(rf"\s*\$?(-?{_NUM})(?![\d.]\d)")
-# with fractions on the left, the result may be a fraction too: `3/6 + 2/6 = 5/6`, `\frac{1}{2}+\frac{1}{3}=\frac{5}{6}`
-_FRACTION_RHS_RE = re.compile(rf"\s*\$?(-?(?:\\frac\{{{_NUM}\}}\{{{_NUM}\}}|{_NUM}\s*/\s*{_NUM}))(?![\d.]\d)")
-_LHS_WINDOW = 200
 _FRAC_RE = re.compile(r"\\frac\{([^{}]*)\}\{([^{}]*)\}")
 _THOUSANDS_RE = re.compile(r"(?<=\d),(?=\d{3}(?!\d))")
 _LATEX_OPS = (("\\times", "*"), ("\\cdot", "*"), ("\\div", "/"), ("×", "*"), ("÷", "/"), ("$", ""))
@@ -53,35 +49,6 @@ def paper_key(bodies: list[str]) -> str:
     return "|".join(bodies).replace(" ", "")
 
 
-def plain_equations(text: str) -> list[tuple[int, str]]:
-    """`a op b = c` equations written in plain text or LaTeX outside annotations, with their positions."""
-    masked = text
-    if "<<" in text:
-        pieces, last = [], 0
-        for start, end, _ in annotation_spans(text):
-            pieces += [text[last:start], "#" * (end - start)]
-            last = end
-        masked = "".join(pieces) + text[last:]
-    found = []
-    pos = masked.find("=")
-    while pos >= 0:
-        rhs = _RHS_RE.match(masked, pos + 1)
-        lhs = _LHS_RE.search(masked, max(0, pos - _LHS_WINDOW), pos) if rhs else None
-        if lhs:
-            fraction = _FRACTION_RHS_RE.match(masked, pos + 1) if ("/" in lhs.group(1) or "frac" in lhs.group(1)) else None
-            found.append((lhs.start(), f"{lhs.group(1)}={(fraction or rhs).group(1)}"))
-        pos = masked.find("=", pos + 1)
-    return found
-
-
-def all_equations(text: str) -> list[str]:
-    """Annotation and plain-text equations in reading order."""
-    found = [(start, body) for start, _, body in annotation_spans(text)] if "<<" in text else []
-    found.extend(plain_equations(text))
-    found.sort(key=lambda item: item[0])
-    return [eq for _, eq in found]
-
-
 def to_python_syntax(expr: str) -> str:
     """Rewrite human arithmetic (`×`, ` x `, `\\frac{a}{b}`, `1,000`, `^`) as Python-syntax arithmetic."""
     for old, new in _LATEX_OPS:
@@ -90,27 +57,6 @@ def to_python_syntax(expr: str) -> str:
     expr = _THOUSANDS_RE.sub("", expr)
     expr = _TIMES_X_RE.sub("*", expr)
     return expr.replace("^", "**").strip()
-
-
-def format_number(value: Fraction) -> str:
-    """A canonical spelling: integers plain, terminating decimals without trailing zeros, else p/q."""
-    if value.denominator == 1:
-        return str(value.numerator)
-    den = value.denominator
-    twos = fives = 0
-    while den % 2 == 0:
-        den //= 2
-        twos += 1
-    while den % 5 == 0:
-        den //= 5
-        fives += 1
-    if den == 1:
-        places = max(twos, fives)
-        scaled = abs(value.numerator) * 10**places // value.denominator
-        sign = "-" if value < 0 else ""
-        whole, frac = divmod(scaled, 10**places)
-        return f"{sign}{whole}.{str(frac).rjust(places, '0').rstrip('0')}"
-    return f"{value.numerator}/{value.denominator}"
 
 
 def _canon(node: ast.AST) -> str:
@@ -182,10 +128,129 @@ def canonical_equation(equation: str) -> tuple[str, bool]:
     return f"{lhs_key}={format_number(rhs_value)}", close_enough(value, rhs_value, rhs.strip().replace(",", ""))
 
 
+@dataclass(frozen=True)
+class Step:
+    """One equation of a solution: a calculator annotation `<<lhs=rhs>>`, or a relation (chain) the LaTeX /
+    plain-text reader found (`mathforge.verify.relations`)."""
+
+    start: int
+    text: str                  # as written: the annotation's body, or the relation's sides joined by their relations
+    key: str                   # canonical: `canonical_equation` for an annotation, the relation's key otherwise
+    wrong: tuple[str, ...]     # what the calculator refutes: an annotation that does not check out (as today,
+                               # unreadable ones included), or each exactly false equality of the relation
+    proven: bool               # a refutation with both sides evaluated (an unreadable annotation is not proven)
+
+
+def steps(text: str) -> list[Step]:
+    """Every annotation and relation of a text, in reading order (the text inside annotations is read only as an
+    annotation; a Minerva closing line is not read)."""
+    spans = annotation_spans(text) if "<<" in text else []
+    found = []
+    for start, end, body in spans:
+        key, ok = canonical_equation(body)
+        found.append(Step(start, body, key, () if ok else (body,), not ok and _both_sides_evaluate(body)))
+    for relation in relations.read(text, [(start, end) for start, end, _ in spans]).relations:
+        written = relation.sides[0].source + "".join(op + side.source for op, side in
+                                                     zip(relation.ops, relation.sides[1:]))
+        wrong = tuple(relation.wrong)
+        found.append(Step(relation.start, written, relation.key, wrong, bool(wrong)))
+    found.sort(key=lambda step: step.start)
+    return found
+
+
+def _both_sides_evaluate(body: str) -> bool:
+    for side in body.split("=", 1):
+        try:
+            exact_eval(to_python_syntax(side))
+        except (Refused, ArithmeticError, ValueError, MemoryError, RecursionError, SyntaxError):
+            return False
+    return "=" in body
+
+
+def all_equations(text: str) -> list[str]:
+    """Annotation bodies and relations (LaTeX and plain text) as written, in reading order."""
+    return [step.text for step in steps(text)]
+
+
+def miscomputed(text: str) -> list[str]:
+    """What the calculator refutes in a text: annotations that do not check out and exactly false equalities."""
+    return [wrong for step in steps(text) for wrong in step.wrong]
+
+
+def first_proven_error(text: str) -> str | None:
+    """The first equation the calculator proves wrong (both sides evaluated), as written; None when there is none."""
+    return next((step.wrong[0] for step in steps(text) if step.proven), None)
+
+
+def text_key(text: str) -> str:
+    """The fallback key of a solution without any equation: `text:` + `relations.fingerprint` (its math spelled
+    canonically, statement by statement, its words with whitespace removed; a Minerva closing line dropped)."""
+    return "text:" + relations.fingerprint(text)
+
+
 def reasoning_key(text: str) -> str:
-    """What makes two solutions the same reasoning: their canonical equations in order (annotations and plain
-    text, so `4+3=7` is `3+4=7`); a solution without equations is keyed by its whitespace-folded text."""
-    equations = all_equations(text)
-    if equations:
-        return "|".join(canonical_equation(e)[0] for e in equations)
-    return "text:" + " ".join(text.split())
+    """What makes two solutions the same reasoning: their canonical equations in order — annotations, and the
+    relations of LaTeX math and plain-text arithmetic (numbers normalized, `\\dfrac` = `\\frac`, `\\cdot` =
+    `\\times`, operands of sums and products sorted, spacing and `\\left(` ignored, `\\boxed{}` transparent, a
+    Minerva closing line not read); a solution without any is keyed by `text_key`."""
+    found = steps(text)
+    return "|".join(step.key for step in found) if found else text_key(text)
+
+
+# Numbers a solution may use without taking them from the question or an earlier result: counting and unit
+# constants — 0-12 (digits, a dozen, months, inches per foot), 16 (ounces per pound), 24 (hours per day), 52 (weeks
+# per year), 60 (minutes, seconds), 100 (percent, cents), 180 and 360 (degrees), 365 (days), 1000 (metric),
+# 3600 (seconds per hour), 5280 (feet per mile) — and the fractions 1/2, 1/3, 1/4.
+SMALL_CONSTANTS = frozenset([Fraction(n) for n in (*range(13), 16, 24, 52, 60, 100, 180, 360, 365, 1000, 3600, 5280)]
+                            + [Fraction(1, 2), Fraction(1, 3), Fraction(1, 4)])
+_NUMBER_WORDS = {"half": Fraction(1, 2), "twice": 2, "double": 2, "triple": 3, "dozen": 12, "quarter": Fraction(1, 4),
+                 "thirteen": 13, "fourteen": 14, "fifteen": 15, "sixteen": 16, "seventeen": 17, "eighteen": 18,
+                 "nineteen": 19, "twenty": 20, "thirty": 30, "forty": 40, "fifty": 50, "sixty": 60, "seventy": 70,
+                 "eighty": 80, "ninety": 90, "hundred": 100, "thousand": 1000, "million": 10**6}
+_QUESTION_NUMBER_RE = re.compile(r"\d+(?:,\d{3})*(?:\.\d+)?|\.\d+|[A-Za-z]+")
+
+
+def question_numbers(question: str) -> set[Fraction]:
+    """The numbers a question gives: its numerals (and each as a percentage, n/100) and number words."""
+    found: set[Fraction] = set()
+    for token in _QUESTION_NUMBER_RE.findall(question):
+        if token[0].isalpha():
+            word = _NUMBER_WORDS.get(token.lower())
+            if word is not None:
+                found.add(Fraction(word))
+            continue
+        value = Fraction(token.replace(",", ""))
+        found.update((value, value / 100))
+    return found
+
+
+def ungrounded(question: str, text: str) -> list[str]:
+    """Operands of the text's checked equations (every annotation; each equality the reader checked) that are neither
+    a number of the question, nor a result stated earlier in the text (any side of an earlier equation), nor in
+    SMALL_CONSTANTS: the numbers "from nowhere", in order (each counted once)."""
+    available = set(question_numbers(question)) | SMALL_CONSTANTS
+    spans = annotation_spans(text) if "<<" in text else []
+    items: list[tuple[int, list[Fraction], list[Fraction]]] = []
+    for start, _, body in spans:
+        lhs, _, rhs = body.partition("=")
+        operands = [Fraction(n) for n in re.findall(r"\d+(?:\.\d+)?", lhs.replace(",", ""))]
+        result = strict_number(rhs)
+        items.append((start, operands, [abs(result)] if result is not None else []))
+    for relation in relations.read(text, [(start, end) for start, end, _ in spans]).relations:
+        checked = {i for i, v in enumerate(relation.verdicts) if v in (relations.TRUE, relations.ROUNDED)}
+        used = {j for i in checked for j in (i, i + 1)}
+        operands = [abs(q) for j in sorted(used) if relation.sides[j].stated is None
+                    for q in relation.sides[j].literals]
+        results = [abs(q) for side in relation.sides if side.value is not None
+                   and (q := relations.rational(side.value)) is not None]
+        results += [abs(q) for side in relation.sides if side.stated is not None for q in side.literals]
+        items.append((relation.start, operands, results))
+    items.sort(key=lambda item: item[0])
+    out = []
+    for _, operands, results in items:
+        for q in operands:
+            if q not in available:
+                out.append(format_number(q))
+                available.add(q)
+        available.update(results)
+    return out
