@@ -305,6 +305,7 @@ class CollectStage(Strict):
     dedup: Literal["paper", "canonical"] = "paper"
     include_gold: bool = True
     max_sample_chars: int = Field(default=32_768, ge=1)  # a longer sample text is rejected as `too long`
+    grounded: bool = False  # reject a correct sample using a number from nowhere (`equations.ungrounded`)
     workers: int | None = Field(default=None, ge=1)     # tasks run at once (default: as many as tasks)
     tasks: int | None = Field(default=None, ge=1)       # datatrove tasks on the recipe's executor (default: cores)
     partitions: int | None = Field(default=None, ge=1)  # problem ranges, fixed: the output does not depend on tasks

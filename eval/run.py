@@ -134,12 +134,15 @@ def check_failures(failures_path: Path, requests: int) -> None:
 
 
 def path_key(text: str) -> str | None:
-    """A correct sample's reasoning path: its normalized equations, as the builders key them (None: one of its
-    equations is miscomputed, so it is no path the builders would keep)."""
-    from mathforge.verify.equations import all_equations, canonical_equation
+    """A correct sample's reasoning path, keyed as canonical collect keys it (`equations.steps`: annotations and
+    LaTeX / plain-text relations, normalized; none: its text). None: the calculator refutes one of its equations,
+    so it is no path the builders would keep."""
+    from mathforge.verify.equations import steps, text_key
 
-    parts = [canonical_equation(equation) for equation in all_equations(text)]
-    return None if not all(ok for _, ok in parts) else "|".join(key for key, _ in parts)
+    found = steps(text)
+    if any(step.wrong for step in found):
+        return None
+    return "|".join(step.key for step in found) if found else text_key(text)
 
 
 def majority_vote(answers: list, correct: list, kind: str) -> tuple[str | None, bool]:

@@ -201,6 +201,7 @@ def render_card(recipe, recipe_yaml: str, stats: dict, counts: RowCounts, rows: 
                  f"{stats['distinct'] / max(stats['problems'], 1):.2f}"]]) + "\n",
         "Rejected samples by reason: " + (", ".join(f"{k} {v}" for k, v in stats["rejected"].items()) or "none")
         + ".\n",
+        *_grounding_lines(stats.get("grounding"), stats.get("distinct", 0)),
         *_decontamination_lines(stats.get("decontamination")),
         "### Per model\n",
         _table(["model", "samples", "correct", "kept", "only solver"],
@@ -223,6 +224,16 @@ def render_card(recipe, recipe_yaml: str, stats: dict, counts: RowCounts, rows: 
         *_citation_section(recipe),
     ]
     return "\n".join(parts)
+
+
+def _grounding_lines(grounding: dict | None, kept: int) -> list[str]:
+    """Kept RFT paths whose checked equations use a number neither in the question nor computed before them."""
+    if not grounding:
+        return []
+    return [f"Numbers from nowhere: {grounding['kept_with_ungrounded']} of {kept} kept RFT paths use "
+            f"{grounding['ungrounded_operands']} operand(s) that are neither in the question, nor computed earlier, "
+            f"nor a small constant (the `ungrounded` column); {grounding['rejected']} sample(s) rejected for it "
+            "(collect `grounded: true`).\n"]
 
 
 def _uses_and_limitations(recipe) -> list[str]:
@@ -367,7 +378,10 @@ def _stages_text(recipe) -> str:
             lines.append(f"- **mix**: {', '.join(f'{k} {v:g}' for k, v in stage.ratio.items())} by tokens "
                          f"(`{stage.tokenizer}`){budget}.")
         elif stage.type == "collect":
+            grounded = "; samples using a number from nowhere rejected" if stage.grounded else ""
+            checks = "annotations" if stage.dedup == "paper" else "annotations and LaTeX / plain-text equalities"
             lines.append(f"- **collect**: keep samples whose final answer matches the gold and whose calculator "
-                         f"annotations are right; dedup per problem by equation list (`{stage.dedup}` mode, "
+                         f"checks ({checks}) pass{grounded}; dedup per problem by equation list "
+                         f"(`{stage.dedup}` mode, "
                          f"farthest rule); union across models; gold rows {'included' if stage.include_gold else 'not included'}.")
     return "\n".join(lines)

@@ -11,6 +11,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from mathforge.outputs import check_replace
+from mathforge.verify.equations import ungrounded
 
 SCHEMA = pa.schema([
     ("problem_id", pa.string()), ("question", pa.string()), ("reference_answer", pa.string()),
@@ -21,6 +22,7 @@ SCHEMA = pa.schema([
     ("cpt_text", pa.string()),  # set when a method's CPT form is not the row's question + solution (tutor)
     ("contaminated", pa.bool_()),  # decontamination verdict (null when the recipe declares no eval sets)
     ("reasoning", pa.string()),  # the sampled reasoning trace before the solution (null: none, and gold rows)
+    ("ungrounded", pa.int64()),  # operands of its checked equations from nowhere (`equations.ungrounded`)
 ])
 SHARD_ROWS = 100_000
 
@@ -34,13 +36,14 @@ def corpus_rows(problems, per_problem, judge, include_gold: bool) -> dict[str, l
             equations = judge.equations(problem.solution)
             key = judge.judge(problem.index, problem.solution)[2]
             _append(columns, problem, reference, problem.solution, reference, "gold", None, None, None,
-                    None, "correct", judge.verifier, equations, key, None, None)
+                    None, "correct", judge.verifier, equations, key, None, None,
+                    len(ungrounded(problem.question, problem.solution, judge.name == "paper")))
         for kept in result.kept:
             generation = json.dumps({"temperature": kept.temperature, "seed": kept.seed}, sort_keys=True)
             # edge whitespace is the sampler's (e.g. the space after "Answer:"), not part of the solution
             _append(columns, problem, reference, kept.text.strip(), _answer_text(kept.answer), "rft", kept.model,
                     kept.sample_index, kept.seed, generation, "correct", judge.verifier,
-                    judge.equations(kept.text), kept.key, kept.source, kept.reasoning)
+                    judge.equations(kept.text), kept.key, kept.source, kept.reasoning, kept.ungrounded)
     return columns
 
 
@@ -56,7 +59,8 @@ def append_method_rows(columns: dict[str, list], rows: list[dict], method: str, 
                   "generation": json.dumps(row.get("generation") or {}, sort_keys=True), "verdict": "correct",
                   "verifier": judge.verifier, "equations": judge.equations(row["solution"]), "equation_key": None,
                   "source": source, "cpt_text": row.get("cpt_text"), "contaminated": None,
-                  "reasoning": row.get("reasoning")}
+                  "reasoning": row.get("reasoning"),
+                  "ungrounded": len(ungrounded(problem.question, row["solution"], judge.name == "paper"))}
         for name in SCHEMA.names:
             columns[name].append(values[name])
 
@@ -66,9 +70,9 @@ def _answer_text(answer) -> str:
 
 
 def _append(columns, problem, reference, solution, final, method, model, index, seed, generation, verdict,
-            verifier, equations, key, source, reasoning) -> None:
+            verifier, equations, key, source, reasoning, from_nowhere) -> None:
     values = (problem.problem_id, problem.question, reference, solution, final, method, model, None, index,
-              seed, generation, verdict, verifier, equations, key, source, None, None, reasoning)
+              seed, generation, verdict, verifier, equations, key, source, None, None, reasoning, from_nowhere)
     for name, value in zip(SCHEMA.names, values):
         columns[name].append(value)
 

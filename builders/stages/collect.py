@@ -17,6 +17,7 @@ from mathforge.builders.stages.collect_inputs import MAX_SAMPLE_CHARS, CollectPl
 from mathforge.builders.stages.collect_stats import PartialStats
 
 from mathforge.verify.dedup import DUPLICATE, REPLACED, FarthestSet
+from mathforge.verify.equations import ungrounded
 from mathforge.verify.judges import JUDGES, OK, UNPARSEABLE, WRONG
 
 DedupMode = Literal["paper", "canonical"]
@@ -34,6 +35,7 @@ class Kept(NamedTuple):
     sample_index: int
     source: str
     reasoning: str | None = None  # a reasoning model's trace; the text is the solution after it
+    ungrounded: int | None = None  # operands of its checked equations from nowhere (counted once it is kept)
 
 
 @dataclass
@@ -48,12 +50,13 @@ class ProblemResult:
     solved_by: set = field(default_factory=set)
 
 
-def collect_problem(index: int, samples, judge, stats: PartialStats,
-                    max_chars: int = MAX_SAMPLE_CHARS) -> ProblemResult:
+def collect_problem(index: int, samples, judge, stats: PartialStats, max_chars: int = MAX_SAMPLE_CHARS,
+                    question: str = "", grounded: bool = False) -> ProblemResult:
     """Verify, calculator-check and dedup one problem's samples (in sample order) into its kept paths; each
-    distinct text is judged once, and all of the problem's state is dropped when it returns."""
+    distinct text is judged once, and all of the problem's state is dropped when it returns. `grounded`: a correct
+    sample with operands from nowhere (not in `question`, not computed before: `equations.ungrounded`) is rejected."""
     result = ProblemResult(kept=[])
-    kept_set, memo = FarthestSet(), {}
+    kept_set, memo, from_nowhere = FarthestSet(), {}, {}
     for sample in samples:
         stats.model_samples[sample.model] += 1
         position = result.samples
@@ -83,15 +86,25 @@ def collect_problem(index: int, samples, judge, stats: PartialStats,
         if status != OK:
             stats.reasons[status] += 1
             continue
+        count = None
+        if grounded:  # otherwise counted only for the paths finally kept, below
+            count = from_nowhere.get(text)
+            if count is None:
+                count = from_nowhere[text] = len(ungrounded(question, text, judge.name == "paper"))
+            if count:
+                stats.reasons["ungrounded"] += 1
+                continue
         item = Kept(text, key, answer, sample.model, sample.seed, sample.temperature, position,
-                    f"{sample.source}:{sample.line}", sample.reasoning)
+                    f"{sample.source}:{sample.line}", sample.reasoning, count)
         outcome = kept_set.offer(key, text, item)
         if outcome == DUPLICATE:
             stats.reasons["duplicate"] += 1
         elif outcome == REPLACED:
             stats.replacements += 1
             stats.reasons["duplicate"] += 1
-    result.kept = kept_set.items
+    paper = judge.name == "paper"  # the paper rule checks annotations only: so does its groundedness
+    result.kept = [k if k.ungrounded is not None else k._replace(ungrounded=len(ungrounded(question, k.text, paper)))
+                   for k in kept_set.items]
     stats.levenshtein_calls += kept_set.levenshtein_calls
     return result
 
@@ -122,8 +135,8 @@ def collect_partition(plan: CollectPlan, partition: int) -> dict:
                 break
 
     for index, samples in partition_samples(plan, partition):
-        result = collect_problem(index, samples, judge, stats, plan.max_chars)
         problem = problems[index - lo]
+        result = collect_problem(index, samples, judge, stats, plan.max_chars, problem.question, plan.grounded)
         stats.add_problem(problem, result, judge)
         rows = corpus_rows([problem], [result], judge, plan.include_gold)
         for name in SCHEMA.names:
@@ -153,7 +166,7 @@ class Collect(Stage):
         tasks = spec.tasks or state.workers or spec.workers or (default_tasks() if local else recipe.executor.tasks)
         plan = make_plan(state.problems, spec.samples + state.samples, spec.dedup, spec.include_gold,
                          recipe.work_dir(), spec.partitions, recipe.output.shard_rows, max_chars=spec.max_sample_chars,
-                         owner=f"{Path(state.out_dir).resolve()} stages.{self.index}")
+                         owner=f"{Path(state.out_dir).resolve()} stages.{self.index}", grounded=spec.grounded)
         for source in plan.sources:  # the sample stages' files are named inside the work dir, wherever it was
             source.shown = work_name(source.path, recipe.work_dir())
         outcome = run_collect_plan(plan, recipe.executor, tasks, spec.workers or state.workers)

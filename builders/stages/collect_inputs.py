@@ -39,6 +39,7 @@ class CollectPlan:
     shard_rows: int
     block: int = BLOCK_PROBLEMS
     max_chars: int = MAX_SAMPLE_CHARS
+    grounded: bool = False     # reject correct samples with an operand from nowhere (`equations.ungrounded`)
 
     @property
     def partitions(self) -> int:

@@ -32,7 +32,7 @@ from mathforge.errors import InputError
 from mathforge.verify.judges import JUDGES
 
 PROBLEMS_PER_PARTITION = 2_000
-FORMAT = 1  # bump when the work files change meaning: an old work dir is then never reused
+FORMAT = 2  # bump when the work files change meaning: an old work dir is then never reused (2: `ungrounded`)
 WORK_RE = re.compile(r"collect-[0-9a-f]{16}")
 WORK_ENTRIES = {"problems", "index", "buckets", "parts", "logs", "errors", "owner", ".lock"}  # all a work dir holds
 HASH_CHUNK = 1 << 24
@@ -41,7 +41,7 @@ _HELD: dict[str, int] = {}  # work dir -> its `.lock`, flock'ed shared while thi
 
 def make_plan(problems, sample_paths: list[str], dedup: str, include_gold: bool, work_root: str | Path,
               partitions: int | None = None, shard_rows: int = 100_000, block: int = BLOCK_PROBLEMS,
-              max_chars: int = MAX_SAMPLE_CHARS, owner: str | None = None) -> CollectPlan:
+              max_chars: int = MAX_SAMPLE_CHARS, owner: str | None = None, grounded: bool = False) -> CollectPlan:
     """Recognise the inputs (tables are checked for their columns here, before any task starts) and fix the
     partitions: `partitions` or one per 2,000 problems. The work dir is named by everything that determines the
     result, the inputs' bytes included, so a rerun with the same inputs resumes and a changed input starts afresh.
@@ -54,7 +54,7 @@ def make_plan(problems, sample_paths: list[str], dedup: str, include_gold: bool,
     count = partitions or max(1, -(-len(problems) // PROBLEMS_PER_PARTITION))
     bounds = partition_bounds(len(problems), count)
     key = {"format": FORMAT, "problems": problems_digest(problems), "dedup": dedup, "gold": include_gold,
-           "bounds": bounds, "shard_rows": shard_rows, "block": block, "max_chars": max_chars,
+           "bounds": bounds, "shard_rows": shard_rows, "block": block, "max_chars": max_chars, "grounded": grounded,
            "inputs": [[f.path, *content_hash(f.path)] for s in sources for f in (s.seed_files or [s])]}
     digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
     work = Path(work_root) / f"collect-{digest}"
@@ -63,7 +63,8 @@ def make_plan(problems, sample_paths: list[str], dedup: str, include_gold: bool,
     if owner is not None:
         (work / "owner").write_bytes(owner.encode())
         remove_stale(work, owner)
-    plan = CollectPlan(problems, sources, dedup, include_gold, bounds, str(work), shard_rows, block, max_chars)
+    plan = CollectPlan(problems, sources, dedup, include_gold, bounds, str(work), shard_rows, block, max_chars,
+                       grounded)
     plan.write_problems()
     return plan
 

@@ -14,7 +14,8 @@ class PartialStats:
 
     COUNTERS = ("reasons", "model_samples", "model_correct", "kept_by_model", "only_solver", "distinct",
                 "firsts", "pass_rate", "reasoning_chars", "reasoning_tokens")
-    NUMBERS = ("problems", "samples", "correct", "replacements", "levenshtein_calls", "most", "gold_unparseable")
+    NUMBERS = ("problems", "samples", "correct", "replacements", "levenshtein_calls", "most", "gold_unparseable",
+               "ungrounded_rows", "ungrounded_operands")
 
     def __init__(self) -> None:
         for name in self.COUNTERS:
@@ -38,6 +39,8 @@ class PartialStats:
         self.correct += result.correct
         self.distinct[len(result.kept)] += 1
         self.kept_by_model.update(k.model for k in result.kept)
+        self.ungrounded_rows += sum(1 for k in result.kept if k.ungrounded)
+        self.ungrounded_operands += sum(k.ungrounded for k in result.kept)
         if len(result.solved_by) == 1:
             self.only_solver[next(iter(result.solved_by))] += 1
         self.most = max(self.most, result.samples)
@@ -61,7 +64,7 @@ class PartialStats:
             keyed = int if name in ("distinct", "firsts", "reasoning_chars", "reasoning_tokens") else str
             setattr(part, name, Counter({keyed(k): v for k, v in data[name].items()}))
         for name in cls.NUMBERS:
-            setattr(part, name, data[name])
+            setattr(part, name, data.get(name, 0))
         part.audit = data["audit"]
         part.examples = [tuple(e) for e in data["examples"]]
         part.short_files = [tuple(f) for f in data["short_files"]]
@@ -107,6 +110,8 @@ def build_stats(problems: int, total: PartialStats, judge, sources, include_gold
         "models": {m: {"samples": total.model_samples[m], "correct": total.model_correct[m],
                        "kept": total.kept_by_model[m], "only_solver": total.only_solver[m]} for m in models},
         "gold_audit": {"count": len(total.audit), "problems": total.audit[:200]},
+        "grounding": {"kept_with_ungrounded": total.ungrounded_rows, "ungrounded_operands": total.ungrounded_operands,
+                      "rejected": total.reasons.get("ungrounded", 0)},
         "inputs": [{"path": s.name(), "model": s.model, "seed_files": len(s.seed_files)} for s in sources],
         "rejected_examples": [{"source": s, "line": n, "reason": r} for s, n, r in total.examples][:20],
         "short_files": [{"path": p, "lines": n} for p, n in total.short_files],

@@ -16,12 +16,7 @@ from mathforge.builders.stages.tutoring import (
     unfence,
 )
 
-from mathforge.verify.arithmetic import Refused, exact_eval
-from mathforge.verify.equations import (
-    all_equations,
-    canonical_equation,
-    to_python_syntax,
-)
+from mathforge.verify.equations import first_proven_error
 from mathforge.verify.grader import answer_of
 
 NO_BACK_MARKER, TOO_LONG = "no [back] marker", "too long"
@@ -75,23 +70,12 @@ def parse_retrospective(text: str | None, finish_reason: str | None = None) -> s
 
 
 def proven_wrong(equation: str) -> bool:
-    """The calculator proves the equation wrong: both sides are arithmetic it evaluates, and they differ
-    (an equation it cannot read, `x = 5`, is not a proven error)."""
-    if canonical_equation(equation)[1]:
-        return False
-    return all(_evaluates(side) for side in equation.split("=", 1))
-
-
-def _evaluates(side: str) -> bool:
-    try:
-        exact_eval(to_python_syntax(side))
-    except (Refused, ArithmeticError, ValueError, MemoryError, RecursionError):
-        return False
-    return True
+    """The calculator proves the equation wrong: an equality whose two sides it evaluates exactly, and they differ
+    (an equation it cannot read, `x = 5`, `3+4 = x`, is not a proven error)."""
+    return first_proven_error(equation) is not None
 
 
 def error_before_back(solution: str) -> str | None:
     """The first equation before the first `[back]` that the calculator proves wrong (the error the solution goes
-    back to fix), or None when the text before it has no such equation."""
-    head = _BACK_RE.split(solution, 1)[0]
-    return next((equation for equation in all_equations(head) if proven_wrong(equation)), None)
+    back to fix), as written, or None when the text before it has no such equation."""
+    return first_proven_error(_BACK_RE.split(solution, 1)[0])

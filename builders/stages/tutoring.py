@@ -6,7 +6,7 @@ import json
 import re
 from dataclasses import dataclass
 
-from mathforge.verify.equations import all_equations, canonical_equation
+from mathforge.verify import equations
 from mathforge.verify.grader import answer_of
 
 MAX_CHARS = 100_000       # a reply is read up to this many characters; the rest is ignored
@@ -347,8 +347,9 @@ def new_steps(text: str) -> list[str]:
 
 
 def miscomputed(text: str) -> list[str]:
-    """The equations of a text (annotations and plain ones) whose stated result the calculator does not confirm."""
-    return [equation for equation in all_equations(text) if not canonical_equation(equation)[1]]
+    """What the calculator refutes in a text (`equations.miscomputed`): annotations that do not check out and
+    exactly false equalities of its LaTeX or plain-text arithmetic."""
+    return equations.miscomputed(text)
 
 
 def fix_problem(reply: TeacherReply, min_new_steps: int = 1) -> str | None:

@@ -109,19 +109,28 @@ def _scripts(text: str, start: int, end: int) -> list[tuple[int, int]]:
     return zones
 
 
-def inject_error(text: str, rng: random.Random) -> tuple[str, int, str] | None:
+def _answer_spans(text: str) -> list[tuple[int, int]]:
+    """Where the final answer is written: every `\\boxed{...}`, and what follows `####`."""
+    spans = [(m.end(), group_end(text, m.end() - 1)) for m in re.finditer(r"\\boxed\{", text)]
+    at = text.find("####")
+    return spans + ([(at, len(text))] if at >= 0 else [])
+
+
+def inject_error(text: str, rng: random.Random, keep_answer: bool = False) -> tuple[str, int, str] | None:
     """One checked-true equality's result changed: the last digit of the last number of its right side that is not in
     an exponent or subscript, and whose change changes the side's value, moves by one (`=-30` -> `=-31`,
     `=\\frac{3}{4}` -> `=\\frac{3}{5}`, a 9 becomes 8).
+    `keep_answer`: never a number inside `\\boxed{}` or after `####` (the final answer stays right).
     Returns (new text, offset of the changed side, the pair as written before the change) or None (nothing checked)."""
     candidates = [(relation, i) for relation in read(text).relations
                   for i, verdict in enumerate(relation.verdicts) if verdict == TRUE]
+    answer = _answer_spans(text) if keep_answer else []
     rng.shuffle(candidates)
     for relation, i in candidates:
         side = relation.sides[i + 1]
         zones = _scripts(text, side.start, side.end)
         literals = [m for m in _LITERAL.finditer(text, side.start, side.end)
-                    if not any(a <= m.start() < b for a, b in zones)]
+                    if not any(a <= m.start() < b for a, b in zones + answer)]
         if not literals:
             continue
         for m in reversed(literals):

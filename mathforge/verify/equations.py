@@ -224,10 +224,11 @@ def question_numbers(question: str) -> set[Fraction]:
     return found
 
 
-def ungrounded(question: str, text: str) -> list[str]:
-    """Operands of the text's checked equations (every annotation; each equality the reader checked) that are neither
-    a number of the question, nor a result stated earlier in the text (any side of an earlier equation), nor in
-    SMALL_CONSTANTS: the numbers "from nowhere", in order (each counted once)."""
+def ungrounded(question: str, text: str, annotations_only: bool = False) -> list[str]:
+    """Operands of the text's checked equations (every annotation; each equality the reader checked, unless
+    `annotations_only`: the paper rule checks annotations only) that are neither a number of the question, nor a
+    result stated earlier in the text (any side of an earlier equation), nor in SMALL_CONSTANTS: the numbers "from
+    nowhere", in order (each counted once)."""
     available = set(question_numbers(question)) | SMALL_CONSTANTS
     spans = annotation_spans(text) if "<<" in text else []
     items: list[tuple[int, list[Fraction], list[Fraction]]] = []
@@ -236,7 +237,8 @@ def ungrounded(question: str, text: str) -> list[str]:
         operands = [Fraction(n) for n in re.findall(r"\d+(?:\.\d+)?", lhs.replace(",", ""))]
         result = strict_number(rhs)
         items.append((start, operands, [abs(result)] if result is not None else []))
-    for relation in relations.read(text, [(start, end) for start, end, _ in spans]).relations:
+    found = [] if annotations_only else relations.read(text, [(start, end) for start, end, _ in spans]).relations
+    for relation in found:
         checked = {i for i, v in enumerate(relation.verdicts) if v in (relations.TRUE, relations.ROUNDED)}
         used = {j for i in checked for j in (i, i + 1)}
         operands = [abs(q) for j in sorted(used) if relation.sides[j].stated is None

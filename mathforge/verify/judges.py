@@ -5,7 +5,7 @@ from fractions import Fraction
 
 from mathforge.verify.answers import gsm8k_extract, paper_extract, strict_number
 from mathforge.verify.arithmetic import paper_check
-from mathforge.verify.equations import all_equations, annotations, canonical_equation, format_number, paper_key
+from mathforge.verify.equations import all_equations, annotations, format_number, paper_key, steps, text_key
 from mathforge.verify.grader import KINDS, VERIFIER, grade, reference_answer
 
 UNPARSEABLE, WRONG, CALCULATOR, OK = "unparseable", "wrong", "calculator", "ok"
@@ -54,10 +54,12 @@ class PaperJudge:
 
 class CanonicalJudge:
     """mathforge's rule: exact answer equivalence (math-verify beyond numbers), exact-rational arithmetic on
-    annotations and plain-text equations, and a key from normalized equations (3+4=7 equals 4+3=7)."""
+    annotations and on the equalities of LaTeX math and plain text (`equations.steps`: an equality it cannot read,
+    or that holds a variable, is never a calculator failure), and a key from the normalized equations in order
+    (3+4=7 equals 4+3=7; a solution without any: its text, `equations.text_key`)."""
 
     name = "canonical"
-    verifier = f"mathforge-canonical/1 ({VERIFIER})"
+    verifier = f"mathforge-canonical/2 ({VERIFIER})"  # /2: LaTeX and plain-text equations read (issue 24)
 
     def __init__(self, problems: list, offset: int = 0):
         self.offset = offset  # problems[0] is problem `offset` (a partition's judge holds only its problems)
@@ -66,7 +68,6 @@ class CanonicalJudge:
         for p in problems:
             answer = gsm8k_extract(p.solution)
             self.gold.append(strict_number(answer) if answer is not None else None)
-        self._canon: dict[str, tuple[str, bool]] = {}
         self._numbers: dict[str, Fraction | None] = {}
 
     def gold_answer(self, index: int) -> str | None:
@@ -93,16 +94,11 @@ class CanonicalJudge:
             if verdict.verdict != "correct":
                 return (WRONG if verdict.verdict == "wrong" else UNPARSEABLE), verdict.pred, None
             value = verdict.pred
-        parts = []
-        canon = self._canon
-        for equation in all_equations(text):
-            entry = canon.get(equation)
-            if entry is None:
-                entry = canon[equation] = canonical_equation(equation)
-            if not entry[1]:
-                return CALCULATOR, value, None
-            parts.append(entry[0])
-        return OK, value if isinstance(value, str) else format_number(value), "|".join(parts)
+        found = steps(text)
+        if any(step.wrong for step in found):
+            return CALCULATOR, value, None
+        key = "|".join(step.key for step in found) if found else text_key(text)
+        return OK, value if isinstance(value, str) else format_number(value), key
 
     def equations(self, text: str) -> list[str]:
         return all_equations(text)
