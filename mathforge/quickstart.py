@@ -59,10 +59,12 @@ def write_problems(path: Path, rows: list[dict]) -> None:
 
 def sampler(s: Settings, model: Path) -> dict:
     """The RFT sampling model's recipe entry; through vLLM, engine flags that also suit its CPU build: a small memory
-    share, the tiny model's context, float32 as the batched backend computes."""
+    share, the tiny model's context, float32 as the batched backend computes, no chunked prefill (vLLM 0.32.0's CPU
+    build dies when it splits the prefill of a seeded request)."""
     entry = {"name": "sft", "backend": s.backend, "model": str(model)}
     if s.backend == "vllm":
-        entry["server_args"] = {"gpu-memory-utilization": 0.15, "max-model-len": 1024, "dtype": "float32"}
+        entry["server_args"] = {"gpu-memory-utilization": 0.15, "max-model-len": 1024, "dtype": "float32",
+                                "enable-chunked-prefill": False}
         if s.python:
             entry["python"] = s.python
     return entry

@@ -237,6 +237,22 @@ class LaunchOptions:
                                                     preexec_fn=lifeline.preexec(signal.SIGTERM),
                                                     start_new_session=True)
 
+    async def _wait_until_ready(self, max_attempts: int = 300, delay_sec: float = 5.0) -> None:
+        """datatrove's readiness wait without its warning at every poll (polled each second, a vLLM start would fill
+        the terminal); a server that exits ends the wait at once, as there."""
+        import asyncio
+
+        from datatrove.pipeline.inference.types import ServerError
+
+        for _ in range(max_attempts):
+            if self._server_process is not None and self._server_process.returncode is not None:
+                raise ServerError(f"{self.label} exited with code {self._server_process.returncode} before it was "
+                                  "ready")
+            if await self.is_ready():
+                return
+            await asyncio.sleep(delay_sec)
+        raise ServerError(f"{self.label} was not ready after {max_attempts * delay_sec:.0f} s")
+
     async def server_cleanup(self) -> None:
         """datatrove SIGTERMs the server and SIGKILLs it 10 s later, and a SIGKILL leaves vLLM's engine processes
         running (they are the server's children): SIGTERM the process group, wait, then SIGKILL what is left of it."""
