@@ -39,7 +39,7 @@ def _swap(pattern: re.Pattern, before_ok: set[str], after_commands: re.Pattern):
                 return m.group()  # an exponent: 10^{2+3} stays (its value would not change, but keep it plain)
             if after and after[0] not in _AFTER and not after_commands.match(after):
                 return m.group()
-            if after.startswith(("\\%", "%")) or (after[:1] == "." and after[1:2].isdigit()):
+            if after.startswith(("\\%", "%")) or (after[:1] == "." and after[1:2] not in ("", " ", "\n", "$")):
                 return m.group()
             return m.group(3) + m.group(2) + m.group(1)
         return pattern.sub(one, region)
@@ -61,13 +61,14 @@ def _in_math(text: str, change) -> str:
 
 
 def box_to_final_line(text: str) -> str:
-    """The last `\\boxed{X}` unboxed in place and a Minerva closing line for X appended."""
-    at = text.rfind("\\boxed{")
-    if at < 0:
+    """A solution's only `\\boxed{X}` unboxed in place and a Minerva closing line for X appended (a solution with
+    several boxes, several answers, is left as it is)."""
+    at = text.find("\\boxed{")
+    if at < 0 or text.find("\\boxed{", at + 1) >= 0:
         return text
     end = group_end(text, at + len("\\boxed"))
     answer = text[at + len("\\boxed{"):end - 1]
-    return text[:at] + answer + text[end:] + "\n" + FINAL.format(answer=answer)
+    return text[:at] + answer + text[end:] + "\n" + FINAL.format(answer=" ".join(answer.split()))
 
 
 def _spaced(region: str) -> str:
@@ -78,7 +79,7 @@ def _spaced(region: str) -> str:
 def reformat(text: str) -> str:
     """The same solution re-spelled: `\\dfrac` -> `\\frac`, `\\cdot` -> `\\times`, `\\left(`/`\\right)` dropped,
     spaces around `=` and `+`, operands of number sums and products swapped where that cannot change the value, and
-    its box turned into a Minerva closing line."""
+    its box (when it has one) turned into a Minerva closing line."""
     text = text.replace("\\dfrac", "\\frac")
     text = re.sub(r"\\cdot(?![A-Za-z])", r"\\times", text)
     text = re.sub(r"\\left\s*([(\[])", r"\1", text)

@@ -784,7 +784,7 @@ class _Parser:
                 parts.append(self.take()[1] + _canon(self.arg()))
             return ("sym", "".join(parts) + "[" + _canon(self.juxt()) + "]")
         if kind == "text":
-            return ("sym", "text:" + value)
+            return ("sym", "\\text{" + value + "}")
         if kind == "overline":
             return ("sym", "overline:" + _canon(self.arg()))
         if kind == "ellipsis":
