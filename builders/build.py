@@ -13,7 +13,8 @@ from mathforge.builders.stages.collect import default_tasks
 from mathforge.builders.stages.collect_pipeline import make_plan, publish_collect, run_collect_plan
 
 from mathforge.errors import InputError
-from mathforge.outputs import check_place, check_replace, recipe_inputs
+from mathforge.builders.publish.overwrite import check_replace
+from mathforge.outputs import check_place, recipe_inputs
 
 
 @dataclass
@@ -30,7 +31,7 @@ class BuildResult:
 
 def _check_out_dir(out_dir: Path, overwrite: bool, inputs=(), where: tuple = ()) -> None:
     """Checked before any request is sent: the output can be made, is clear of the inputs (outputs.check_place),
-    and is empty or, with overwrite, a mathforge output (outputs.check_replace)."""
+    and is empty or, with overwrite, a mathforge output (publish.overwrite.check_replace)."""
     for parent in (out_dir, *out_dir.parents):
         if parent.exists() and not parent.is_dir():
             raise InputError(f"cannot write an output directory here: {parent} is a file", str(out_dir))

@@ -12,7 +12,8 @@ from rich.console import Console
 from rich.table import Table
 
 from mathforge.errors import InputError
-from mathforge.outputs import check_place, check_replace
+from mathforge.builders.publish.overwrite import check_replace
+from mathforge.outputs import check_place
 
 app = typer.Typer(help="Build versioned problem-solving corpora for math language models.", no_args_is_help=True,
                   add_completion=False, pretty_exceptions_enable=False)

@@ -12,7 +12,8 @@ from pathlib import Path
 import orjson
 import yaml
 
-from mathforge.outputs import QUICKSTART_MARKER, check_place, check_replace
+from mathforge.builders.publish.overwrite import QUICKSTART_MARKER, check_replace
+from mathforge.outputs import check_place
 from mathforge.testing import synthetic
 
 PROMPT = "Question: {{ question }}\nAnswer:"

@@ -14,21 +14,22 @@ FOLDERS = {"mathforge": "mathforge", "builders": "mathforge.builders", "eval": "
 # eval/trainers -> build -> stages -> generation/publish -> verification / recipe and sources -> errors/fixtures.
 ALLOWED = {
     "errors": set(),
+    "lifeline": set(),     # child processes that die with their parent
+    "outputs": {"errors"},  # where an output may go (never over an input)
     "tables": {"errors"},
-    "testing": set(),
-    "verify": {"errors", "tables"},
-    "base": {"errors", "testing", "tables"},
-    "generation": {"base", "verify", "errors", "testing"},
-    "publish": {"base", "errors"},
+    "testing": {"verify"},  # fixtures may read solutions with the shared verifier (latex_variants)
+    "verify": {"errors", "tables", "outputs", "lifeline"},
+    "base": {"errors", "testing", "tables", "outputs"},
+    "generation": {"base", "verify", "errors", "testing", "lifeline"},
+    "publish": {"base", "verify", "errors", "outputs"},
     "stages": {"generation", "publish", "verify", "base", "errors", "testing", "tables"},
-    "build": {"stages", "base", "errors"},
-    "eval": {"generation", "verify", "base", "errors"},
-    "trainers": {"publish", "errors"},
+    "build": {"stages", "generation", "publish", "base", "errors", "outputs"},
+    "eval": {"generation", "verify", "base", "errors", "outputs"},
+    "trainers": {"publish", "errors", "outputs"},
     "api": {"build", "publish", "verify", "base", "errors"},
-    "quickstart": {"build", "eval", "trainers", "base", "errors", "testing"},
+    "quickstart": {"build", "eval", "trainers", "publish", "base", "errors", "testing", "outputs"},
     "cli": {"api", "quickstart", "build", "stages", "eval", "trainers", "generation", "publish", "verify", "base", "errors",
-            "tables",
-            "testing", "package"},
+            "tables", "testing", "package", "outputs", "lifeline"},
     "package": {"api", "base", "errors"},
 }
 
@@ -37,7 +38,8 @@ def layer(module: str) -> str:
     parts = module.split(".")
     if module == "mathforge":
         return "package"
-    if parts[1] in ("errors", "tables", "testing", "verify", "api", "quickstart", "cli", "eval", "trainers"):
+    if parts[1] in ("errors", "lifeline", "outputs", "tables", "testing", "verify", "api", "quickstart", "cli", "eval",
+                    "trainers"):
         return parts[1]
     if parts[1] == "__main__":
         return "cli"

@@ -149,7 +149,7 @@ def test_a_build_and_a_collect_output_are_replaced_by_a_rerun(site):
 
 
 def test_a_quickstart_directory_is_recognised_precisely(tmp_path):
-    from mathforge.outputs import QUICKSTART_MARKER, check_replace
+    from mathforge.builders.publish.overwrite import QUICKSTART_MARKER, check_replace
 
     out = tmp_path / "qs"
     for name in ("data", "models", "builds", "eval"):

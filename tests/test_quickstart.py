@@ -86,6 +86,6 @@ def test_quickstart_quick_form_end_to_end(tmp_path):
 
     again = run("quickstart", "--quick", "--out", out)
     assert again.returncode == 2 and "--overwrite" in again.stderr and (out / "quickstart.json").exists()
-    from mathforge.outputs import check_replace
+    from mathforge.builders.publish.overwrite import check_replace
 
     check_replace(out, True, ("quickstart",))  # what `--overwrite` would replace: this run's directory, all its own

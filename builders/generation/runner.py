@@ -17,7 +17,7 @@ import orjson
 import pyarrow as pa
 import pyarrow.parquet as pq
 from datatrove.executor.local import LocalPipelineExecutor
-from mathforge import lifeline
+import mathforge.lifeline as lifeline
 from mathforge.builders import prompts
 from mathforge.builders.generation import hub_models
 from mathforge.builders.generation.client import RequestFailed

@@ -14,7 +14,7 @@ import urllib.request
 from pathlib import Path
 
 from datatrove.pipeline.inference.servers import InferenceServer
-from mathforge import lifeline
+import mathforge.lifeline as lifeline
 from mathforge.builders.generation.client import Runner, Sglang, Vllm
 
 from mathforge.errors import InputError

@@ -10,7 +10,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from mathforge.outputs import check_replace
+from mathforge.builders.publish.overwrite import check_replace
 from mathforge.verify.equations import ungrounded
 
 SCHEMA = pa.schema([

@@ -1,5 +1,4 @@
-"""Variants of LaTeX solutions for measuring the equation reader: the same reasoning re-spelled, one result changed,
-and the multi-path family's step lists rendered as LaTeX prose."""
+"""Variants of LaTeX solutions that measure the equation reader: re-spelled, one result changed, multi-path in LaTeX."""
 from __future__ import annotations
 
 import random

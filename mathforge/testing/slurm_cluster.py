@@ -1,15 +1,14 @@
-"""A throwaway one-node Slurm cluster on loopback only (munged, slurmctld, slurmd) for tests, CI and the README.
-
-    python -m mathforge.testing.slurm_cluster install          # Debian's packages, if missing (root; no daemon starts)
-    python -m mathforge.testing.slurm_cluster netns -- CMD...  # CMD in a private network namespace: only `lo`, up
-    python -m mathforge.testing.slurm_cluster up -- CMD...     # the same, with a cluster running around CMD
-
-The daemons listen on every address of their network namespace, so they must run in one that has nothing but
-loopback: `start()` refuses any other (`network_problems`), and `netns`/`up` make one with `unshare --net`. Clients
-(sbatch, squeue, the jobs' own processes) run in the same namespace; a model server on 127.0.0.1 is reachable from
-the jobs there, and nothing outside this machine can reach the cluster.
-"""
+"""A throwaway one-node Slurm cluster on loopback only (munged, slurmctld, slurmd) for tests, CI and the README."""
 from __future__ import annotations
+
+#     python -m mathforge.testing.slurm_cluster install          # Debian's packages, if missing (root; no daemon starts)
+#     python -m mathforge.testing.slurm_cluster netns -- CMD...  # CMD in a private network namespace: only `lo`, up
+#     python -m mathforge.testing.slurm_cluster up -- CMD...     # the same, with a cluster running around CMD
+#
+# The daemons listen on every address of their network namespace, so they must run in one that has nothing but
+# loopback: `start()` refuses any other (`network_problems`), and `netns`/`up` make one with `unshare --net`. Clients
+# (sbatch, squeue, the jobs' own processes) run in the same namespace; a model server on 127.0.0.1 is reachable from
+# the jobs there, and nothing outside this machine can reach the cluster.
 
 import ipaddress
 import json

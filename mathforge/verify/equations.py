@@ -1,5 +1,4 @@
-"""Equations of a solution (calculator annotations and the relations of its LaTeX / plain text), their calculator
-verdicts, the dedup keys built from them (the paper's raw key, a canonical key) and their groundedness."""
+"""Equations of a solution (annotations, LaTeX / plain-text relations): calculator verdicts, dedup keys, groundedness."""
 from __future__ import annotations
 
 import ast

@@ -15,7 +15,7 @@ from fractions import Fraction
 from importlib import metadata
 from typing import Iterable, Literal
 
-from mathforge import lifeline
+import mathforge.lifeline as lifeline
 from mathforge.verify.answers import GSM8K_ANSWER_RE, MAX_NUMBER_CHARS, gsm8k_extract, strict_number
 from mathforge.verify.extract import MAX_ANSWER_CHARS, PROSE_RE, final_answer, split_reasoning
 from mathforge.verify.extract import gold_answer as literal_answer

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import orjson
 
-from mathforge import lifeline
+import mathforge.lifeline as lifeline
 from mathforge.errors import InputError
 from mathforge.outputs import check_place
 from mathforge.tables import read_table

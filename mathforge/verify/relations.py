@@ -1,5 +1,6 @@
-"""Relations of a solution (LaTeX math regions and plain-text arithmetic): read by a tokenizer and a recursive-descent
-parser, closed numeric equalities checked exactly, each relation given a canonical key; model text is never run."""
+"""The equation reader: relations of LaTeX / plain-text solutions parsed whole, closed equalities checked exactly."""
+
+# Read by a tokenizer and a recursive-descent parser; each relation gets a canonical key; model text is never run.
 from __future__ import annotations
 
 import math
