@@ -12,7 +12,7 @@ import pyarrow.parquet as pq
 import pytest
 from conftest import run
 from hub_server import HubServer
-from mathforge.builders.stages.mixing import mix, stream_needs
+from mathforge.builders.stages.mix_ratios import mix, stream_needs
 
 from mathforge.testing import synthetic
 

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from mathforge.builders.stages.retrospection import error_before_back, proven_wrong
+from mathforge.builders.stages.retrospect_prompts import error_before_back, proven_wrong
 from mathforge.testing import multipath
 from mathforge.testing.latex_variants import box_to_final_line, inject_error, latex_solution, reformat
 from mathforge.verify.equations import miscomputed, reasoning_key, steps, ungrounded

@@ -8,10 +8,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from mathforge.builders.prompts import render
-from mathforge.builders.stages.expansion import EXPAND_PROMPT, EXPAND_REASONS, EXPAND_SCHEMA, agree, parse_expansion
-from mathforge.builders.stages.mixing import mix
-from mathforge.builders.stages.retrospection import RETROSPECT_PROMPT, RETROSPECT_REASONS, parse_retrospective
-from mathforge.builders.stages.tutoring import MAX_CHARS, Rejected
+from mathforge.builders.stages.expand_prompts import EXPAND_PROMPT, EXPAND_REASONS, EXPAND_SCHEMA, agree, parse_expansion
+from mathforge.builders.stages.mix_ratios import mix
+from mathforge.builders.stages.retrospect_prompts import RETROSPECT_PROMPT, RETROSPECT_REASONS, parse_retrospective
+from mathforge.builders.stages.tutor_prompts import MAX_CHARS, Rejected
 
 SEED_Q = "Ava has 3 apples and buys 4 boxes of 5 apples. How many apples does she have?"
 SEED_S = "4*5 = <<4*5=20>>20\n3+20 = <<3+20=23>>23\n#### 23"

@@ -176,7 +176,7 @@ def test_tutor_select_picks_by_the_verifier_in_sample_order():
 
 
 def test_retrospect_error_before_back_needs_a_proven_wrong_equation():
-    from mathforge.builders.stages.retrospection import error_before_back, proven_wrong
+    from mathforge.builders.stages.retrospect_prompts import error_before_back, proven_wrong
 
     assert proven_wrong("3+4=8") and proven_wrong("1/2+1/3=2/5") and not proven_wrong("3+4=7")
     assert not proven_wrong("x=5") and not proven_wrong("3+4=x")  # unreadable is not proven wrong

@@ -6,7 +6,7 @@ import re
 
 import pyarrow.parquet as pq
 from conftest import run
-from mathforge.builders.stages.mixing import mix
+from mathforge.builders.stages.mix_ratios import mix
 
 from mathforge.testing import synthetic
 from mathforge.testing.fake_openai import FakeOpenAI, prompt_text, solver_reply

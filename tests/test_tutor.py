@@ -6,7 +6,7 @@ import re
 
 import pyarrow.parquet as pq
 from conftest import run
-from mathforge.builders.stages import tutoring
+from mathforge.builders.stages import tutor_prompts
 
 from mathforge.testing import synthetic
 from mathforge.testing.fake_openai import FakeOpenAI, FaultPlan
@@ -93,7 +93,7 @@ output:
     accepted = []
     for i in fixed:
         r = records[i]
-        steps = tutoring.split_steps(r["student_solution"])
+        steps = tutor_prompts.split_steps(r["student_solution"])
         kept = steps[:r["first_wrong_step"] - 1]
         assert r["teacher_agrees"] is True and r["first_wrong_step"] == (2 if len(steps) >= 2 else 1)
         assert r["amplified"] == "\n".join(kept + ["Add the numbers again carefully.", r["amplified"].rsplit("\n", 1)[1]])

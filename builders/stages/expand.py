@@ -8,11 +8,11 @@ from dataclasses import dataclass
 from mathforge.builders import prompts
 from mathforge.builders.generation.runner import Doc, run_docs
 from mathforge.builders.sources import Problem
-from mathforge.builders.stages import expansion
+from mathforge.builders.stages import expand_prompts
 from mathforge.builders.stages.base import BuildState
 from mathforge.builders.stages.decontaminate import contaminated, load_eval_texts
 from mathforge.builders.stages.synthesis import Synthesis, as_sampling, replies
-from mathforge.builders.stages.tutoring import Rejected, response_format
+from mathforge.builders.stages.tutor_prompts import Rejected, response_format
 
 from mathforge.verify.grader import answer_of, is_correct
 
@@ -49,10 +49,10 @@ class Expand(Synthesis):
     only when `agree` answers agree and the generated solution reaches that answer."""
 
     type = "expand"
-    default_template = expansion.EXPAND_PROMPT
+    default_template = expand_prompts.EXPAND_PROMPT
 
     def response_format(self) -> dict | None:
-        return response_format(expansion.EXPAND_SCHEMA, "expansion")
+        return response_format(expand_prompts.EXPAND_SCHEMA, "expansion")
 
     def models(self) -> list[tuple]:
         solver = [(self.spec.solver, ("stages", self.index, "solver"))] if self.spec.solver else []
@@ -67,13 +67,13 @@ class Expand(Synthesis):
         out = []
         for p in problems:
             for sample in got.get(p.problem_id, []):
-                parsed = expansion.parse_expansion(sample["text"], sample["finish_reason"])
+                parsed = expand_prompts.parse_expansion(sample["text"], sample["finish_reason"])
                 if isinstance(parsed, Rejected):
                     outcomes[parsed.reason] += 1
                     continue
                 new_id = hashlib.sha256(f"expand:{p.problem_id}:{parsed['problem']}".encode()).hexdigest()[:16]
                 out.append(Candidate(p, sample["sample_index"], new_id, parsed["problem"], parsed["solution"],
-                                     expansion.jaccard(parsed["problem"], p.question)))
+                                     expand_prompts.jaccard(parsed["problem"], p.question)))
         return out
 
     def screen(self, candidates: list[Candidate], outcomes: Counter, state: BuildState) -> list[Candidate]:
@@ -98,7 +98,7 @@ class Expand(Synthesis):
         """The corpus row of a candidate whose solver answers agree with each other and its solution, else None."""
         kind = c.seed.answer_kind
         answers = [answer_of(s["text"], kind) for s in samples]
-        agreed = expansion.agree(answers, self.spec.agree, kind)
+        agreed = expand_prompts.agree(answers, self.spec.agree, kind)
         if agreed is None:
             outcomes["no agreement"] += 1
             return None
@@ -117,7 +117,7 @@ class Expand(Synthesis):
         outcomes = Counter()
         parsed = self.candidates(problems, got, outcomes)
         self.stat_update(state, max_seed_similarity=self.spec.max_seed_similarity,
-                         seed_similarity=expansion.similarity_summary([c.similarity for c in parsed]))
+                         seed_similarity=expand_prompts.similarity_summary([c.similarity for c in parsed]))
         kept = self.screen(parsed, outcomes, state)
         if not kept:
             return [], +outcomes, []

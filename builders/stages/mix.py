@@ -9,7 +9,7 @@ import pyarrow as pa
 from mathforge.builders.publish.views import training_views
 from mathforge.builders.stages.base import BuildState, Stage
 from mathforge.builders.stages.decontaminate import eval_index, overlaps
-from mathforge.builders.stages.mixing import mix, stream_needs
+from mathforge.builders.stages.mix_ratios import mix, stream_needs
 
 from mathforge.errors import InputError
 from mathforge.tables import read_table

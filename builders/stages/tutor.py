@@ -11,7 +11,7 @@ from mathforge.builders import prompts
 from mathforge.builders.generation.runner import Doc, check_models, quiet_datatrove, run_docs, write_parquet
 from mathforge.builders.recipe import Prompt, SampleStage, TutorStage
 from mathforge.builders.sources import Problem
-from mathforge.builders.stages import tutoring
+from mathforge.builders.stages import tutor_prompts
 from mathforge.builders.stages.base import BuildState, MethodRows, Stage
 
 from mathforge.errors import InputError
@@ -39,7 +39,7 @@ def student_samples(samples_path: Path) -> dict[str, list[dict]]:
 
 def teacher_stage(stage: TutorStage) -> SampleStage:
     """The teacher's requests as a one-sample-per-document sampling pass (same runner, cache, retries)."""
-    schema = tutoring.response_format(tutoring.TEACHER_SCHEMA, "teacher_review") if stage.structured else None
+    schema = tutor_prompts.response_format(tutor_prompts.TEACHER_SCHEMA, "teacher_review") if stage.structured else None
     return SampleStage(type="sample", models=[stage.teacher], k=1, temperature=stage.temperature,
                        max_tokens=stage.max_tokens, seed=stage.seed, prompt=Prompt(chat=stage.chat),
                        concurrency=stage.concurrency, response_format=schema, **stage.request_settings())
@@ -55,7 +55,7 @@ def attempts(stage: TutorStage, problems: list[Problem], samples: dict[str, list
         correct = [is_correct(r["text"], gold, p.answer_kind) for r in rows]
         rate = sum(correct) / len(rows) if rows else None
         for i in select(stage, correct):
-            chosen.append({"problem": p, "gold": gold, "row": rows[i], "steps": tutoring.split_steps(rows[i]["text"]),
+            chosen.append({"problem": p, "gold": gold, "row": rows[i], "steps": tutor_prompts.split_steps(rows[i]["text"]),
                            "rate": rate, "student_correct": correct[i]})
     return chosen
 
@@ -81,9 +81,9 @@ class Tutor(Stage):
     stats_key = "tutor"
 
     def check(self, state: BuildState) -> None:
-        template = self.spec.template or tutoring.TEACHER_PROMPT
+        template = self.spec.template or tutor_prompts.TEACHER_PROMPT
         file, line, dotted = self.where(state, "template")
-        fields = tutoring.prompt_fields("Q?", ["a", "b"], "S" if self.spec.reference else None)
+        fields = tutor_prompts.prompt_fields("Q?", ["a", "b"], "S" if self.spec.reference else None)
         prompts.check_template(template, file, dotted, fields, line=line)
 
     def run(self, state: BuildState) -> None:
@@ -94,7 +94,7 @@ class Tutor(Stage):
             file, line, dotted = self.where(state, "student")
             raise InputError(f"no earlier sample stage has a model named {stage.student!r} "
                              f"(sampled: {', '.join(student_paths) or 'none'})", file, line, dotted)
-        template = stage.template or tutoring.TEACHER_PROMPT
+        template = stage.template or tutor_prompts.TEACHER_PROMPT
         sampling = teacher_stage(stage)
         check_models(sampling, state.recipe, [(stage.teacher, key + ("teacher",))])
         chosen = attempts(stage, state.problems, student_samples(student_paths[stage.student]))
@@ -123,7 +123,7 @@ class Tutor(Stage):
 def teacher_fields(attempt: dict, stage: TutorStage) -> dict:
     problem = attempt["problem"]
     reference = (problem.solution or "") if stage.reference else None
-    return tutoring.prompt_fields(problem.question, attempt["steps"], reference)
+    return tutor_prompts.prompt_fields(problem.question, attempt["steps"], reference)
 
 
 def teacher_replies(samples_path: Path) -> dict[str, dict]:
@@ -148,14 +148,14 @@ def review(attempt: dict, reply: dict | None, stage: TutorStage) -> dict:
         record["status"] = f"request failed: {(reply or {}).get('failed', 'no reply')}"
         return record
     record["reply"], record["finish_reason"] = reply["text"], reply["finish_reason"]
-    parsed = tutoring.parse_teacher_reply(reply["text"], len(steps), reply["finish_reason"])
-    if isinstance(parsed, tutoring.Rejected):
+    parsed = tutor_prompts.parse_teacher_reply(reply["text"], len(steps), reply["finish_reason"])
+    if isinstance(parsed, tutor_prompts.Rejected):
         record["status"] = f"rejected: {parsed.reason}"
         return record
     record.update(verdict=parsed.verdict, first_wrong_step=parsed.first_wrong_step, explanation=parsed.explanation,
-                  teacher_agrees=(parsed.verdict == tutoring.CORRECT) == student_correct)
-    if parsed.verdict == tutoring.WRONG:
-        amplified = tutoring.compose(steps, parsed)
+                  teacher_agrees=(parsed.verdict == tutor_prompts.CORRECT) == student_correct)
+    if parsed.verdict == tutor_prompts.WRONG:
+        amplified = tutor_prompts.compose(steps, parsed)
         record.update(amplified=amplified, amplified_answer=answer_of(amplified, kind))
         record["status"] = fix_status(parsed, student_correct, amplified, attempt["gold"], kind, stage)
         record["fix_accepted"] = record["status"] == "ok"
@@ -163,13 +163,13 @@ def review(attempt: dict, reply: dict | None, stage: TutorStage) -> dict:
     return record
 
 
-def fix_status(reply: tutoring.TeacherReply, student_correct: bool, amplified: str, gold: str | None, kind: str,
+def fix_status(reply: tutor_prompts.TeacherReply, student_correct: bool, amplified: str, gold: str | None, kind: str,
                stage: TutorStage) -> str:
     """`ok`, or why a teacher's fix is not kept: a false critique, an answer-only or miscomputed fix, a wrong or
     unverifiable final answer (checked in this order)."""
     if student_correct and not stage.allow_false_critique:
-        return f"rejected: {tutoring.FALSE_CRITIQUE}"
-    problem = tutoring.fix_problem(reply, stage.min_new_steps)
+        return f"rejected: {tutor_prompts.FALSE_CRITIQUE}"
+    problem = tutor_prompts.fix_problem(reply, stage.min_new_steps)
     if problem:
         return f"rejected: {problem}"
     if is_correct(amplified, gold, kind):
@@ -179,7 +179,7 @@ def fix_status(reply: tutoring.TeacherReply, student_correct: bool, amplified: s
 
 def corpus_row(record: dict, attempt: dict, stage: TutorStage) -> dict:
     problem = attempt["problem"]
-    exchange = tutoring.exchange_text(problem.question, attempt["steps"], attempt["reply"])
+    exchange = tutor_prompts.exchange_text(problem.question, attempt["steps"], attempt["reply"])
     return {"problem": problem, "solution": record["amplified"], "final_answer": record["amplified_answer"],
             "model": stage.student, "teacher": stage.teacher.label, "sample_index": record["sample_index"],
             "cpt_text": exchange if stage.output == "exchange" else None,
@@ -190,7 +190,7 @@ def corpus_row(record: dict, attempt: dict, stage: TutorStage) -> dict:
 def tutor_stats(records: list[dict]) -> dict:
     """Teacher-vs-verifier agreement, fixes accepted, faulty-step positions, by difficulty (student pass rate)."""
     judged = [r for r in records if r["verdict"] is not None]
-    wrong = [r for r in judged if r["verdict"] == tutoring.WRONG]
+    wrong = [r for r in judged if r["verdict"] == tutor_prompts.WRONG]
     statuses = Counter(r["status"] for r in records)
     by_difficulty = {}
     for name, lo, hi in DIFFICULTY:
@@ -200,7 +200,7 @@ def tutor_stats(records: list[dict]) -> dict:
             "attempts": len(group), "judged": len(judged_group),
             "agreement": round(sum(r["teacher_agrees"] for r in judged_group) / len(judged_group), 4)
             if judged_group else None,
-            "fixes_proposed": sum(r["verdict"] == tutoring.WRONG for r in judged_group),
+            "fixes_proposed": sum(r["verdict"] == tutor_prompts.WRONG for r in judged_group),
             "fixes_accepted": sum(r["fix_accepted"] for r in group)}
     return {"attempts": len(records), "judged": len(judged), "statuses": dict(sorted(statuses.items())),
             "verdict_correct": len(judged) - len(wrong), "verdict_wrong": len(wrong),

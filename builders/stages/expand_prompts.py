@@ -4,7 +4,7 @@ from __future__ import annotations
 import re
 from collections import Counter
 
-from mathforge.builders.stages.tutoring import (
+from mathforge.builders.stages.tutor_prompts import (
     EMPTY,
     MALFORMED,
     MISSING_ANSWER,

@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from mathforge.builders.prompts import render
-from mathforge.builders.stages import tutoring
-from mathforge.builders.stages.tutoring import (
+from mathforge.builders.stages import tutor_prompts
+from mathforge.builders.stages.tutor_prompts import (
     MAX_CHARS,
     REASONS,
     TEACHER_PROMPT,
@@ -361,22 +361,22 @@ def test_exchange_text_first_step_and_correct():
 @pytest.mark.parametrize("fix", ["#### 72", "\\boxed{72}", "The answer is 72", "The answer is 72.\n#### 72",
                                  "$\\boxed{72}$.", "72", "**72**", "Final answer: 72", "...\n#### 72"])
 def test_an_answer_only_fix_has_no_new_steps(fix):
-    assert tutoring.new_steps(fix) == []
-    assert tutoring.fix_problem(TeacherReply("wrong", 1, fix)) == tutoring.ANSWER_ONLY
-    assert tutoring.fix_problem(TeacherReply("wrong", 1, fix), min_new_steps=0) is None
+    assert tutor_prompts.new_steps(fix) == []
+    assert tutor_prompts.fix_problem(TeacherReply("wrong", 1, fix)) == tutor_prompts.ANSWER_ONLY
+    assert tutor_prompts.fix_problem(TeacherReply("wrong", 1, fix), min_new_steps=0) is None
 
 
 def test_new_steps_count_the_work_not_the_answer_line():
-    assert tutoring.new_steps(FIX) == ["Ava buys 4*5 = 20 apples.", "She has 3+20 = 23 apples."]
-    assert tutoring.fix_problem(TeacherReply("wrong", 1, FIX), min_new_steps=2) is None
-    assert tutoring.fix_problem(TeacherReply("wrong", 1, FIX), min_new_steps=3) == tutoring.ANSWER_ONLY
+    assert tutor_prompts.new_steps(FIX) == ["Ava buys 4*5 = 20 apples.", "She has 3+20 = 23 apples."]
+    assert tutor_prompts.fix_problem(TeacherReply("wrong", 1, FIX), min_new_steps=2) is None
+    assert tutor_prompts.fix_problem(TeacherReply("wrong", 1, FIX), min_new_steps=3) == tutor_prompts.ANSWER_ONLY
 
 
 def test_a_miscomputed_fix_fails_the_calculator():
     for fix in ("She has <<3+4=8>>8 apples.\n#### 8", "She has 3+4 = 8 apples.\n#### 8"):
-        assert tutoring.miscomputed(fix) == ["3+4=8"]
-        assert tutoring.fix_problem(TeacherReply("wrong", 1, fix)) == tutoring.CALCULATOR
-    assert tutoring.miscomputed(FIX) == [] and tutoring.fix_problem(TeacherReply("wrong", 1, FIX)) is None
+        assert tutor_prompts.miscomputed(fix) == ["3+4=8"]
+        assert tutor_prompts.fix_problem(TeacherReply("wrong", 1, fix)) == tutor_prompts.CALCULATOR
+    assert tutor_prompts.miscomputed(FIX) == [] and tutor_prompts.fix_problem(TeacherReply("wrong", 1, FIX)) is None
 
 
 def test_prompt_shows_the_reference_only_when_given():
@@ -401,14 +401,14 @@ y &= 2
 
 
 def test_numbering_survives_multiline_latex_steps_and_composition_keeps_them_verbatim():
-    steps = tutoring.split_steps(LATEX_SOLUTION)
+    steps = tutor_prompts.split_steps(LATEX_SOLUTION)
     assert len(steps) == 4 and steps[0].endswith("\\]") and "\\end{align}" in steps[2] and steps[3] == "#### 12"
-    text = tutoring.numbered(steps)
+    text = tutor_prompts.numbered(steps)
     starts = [line for line in text.splitlines() if line.startswith("Step ")]
     assert [line.split(":")[0] for line in starts] == ["Step 1", "Step 2", "Step 3", "Step 4"]
     assert starts[2] == "Step 3: Then the perimeter is $6 + 4 + \\sqrt{52}$."
-    reply = tutoring.TeacherReply("wrong", 3, "Then the perimeter is $6 + 4 + \\sqrt{52} \\approx 17.2$.\n#### 12")
-    amplified = tutoring.compose(steps, reply)
+    reply = tutor_prompts.TeacherReply("wrong", 3, "Then the perimeter is $6 + 4 + \\sqrt{52} \\approx 17.2$.\n#### 12")
+    amplified = tutor_prompts.compose(steps, reply)
     kept = "\n".join(LATEX_SOLUTION.splitlines()[:5])  # the first two steps, every line as written
     assert amplified.startswith(kept + "\n") and amplified.endswith("#### 12")
-    assert tutoring.split_steps(amplified)[:2] == steps[:2]  # renumbering the result keeps the same steps
+    assert tutor_prompts.split_steps(amplified)[:2] == steps[:2]  # renumbering the result keeps the same steps

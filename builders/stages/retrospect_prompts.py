@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import re
 
-from mathforge.builders.stages.tutoring import (
+from mathforge.builders.stages.tutor_prompts import (
     EMPTY,
     MAX_CHARS,
     MISSING_ANSWER,
