@@ -22,7 +22,8 @@ SEPARATION = Fraction(1, 10**10)  # a decimal against a rational: unequal beyond
 ALLOWED_RE = re.compile(r"^(?:[0-9a-zA-Z+\-*/^(){}\[\]., ]|\\(?:frac|sqrt|pi|cdot|times)(?![a-zA-Z]))*$")
 TOKEN_RE = re.compile(r"\s*(?:(\d+\.\d+|\.\d+|\d+)|\\([a-z]+)|([a-zA-Z])|(.))")
 MIXED_RE = re.compile(r"^(-?)(\d+)\\frac(?:\{(\d+)\}\{(\d+)\}|(\d)(\d))$")  # 2\frac{1}{2} is 5/2, as Math-Verify reads it
-RESERVED = frozenset("eiEI")  # Euler's number and the imaginary unit to Math-Verify: not variables here
+RESERVED = frozenset("eEI")  # Euler's number (and I) to Math-Verify: not variables here
+IMAGINARY = "i"  # behind the normalization Math-Verify reads i as a symbol (i^2 is not -1): so does this reader
 
 
 class _Handed(Exception):
@@ -52,6 +53,8 @@ def _pmul(a: Poly, b: Poly) -> Poly:
                 powers[var] = powers.get(var, 0) + e
             if any(e > MAX_POWER for e in powers.values()):
                 raise _Handed
+            if powers.get(IMAGINARY, 0) > 1:
+                raise _Handed  # i^2: left to Math-Verify
             out = _padd(out, {tuple(sorted(powers.items())): _mul(c1, c2)})
     if len(out) > MAX_MONOMIALS:
         raise _Handed
@@ -265,7 +268,12 @@ def decide(gold: str, pred: str) -> tuple[str, str] | None:
     """(verdict, reason) for two normalized answers when both are in the fast forms, else None (the slow path)."""
     g_items, p_items = _items(gold), _items(pred)
     if g_items is not None or p_items is not None:
-        if g_items is None or p_items is None or g_items[0] != p_items[0] or len(g_items[1]) != len(p_items[1]):
+        if (g_items is None) != (p_items is None):  # a tuple or interval against a value: never equal
+            items, other = (g_items, pred) if p_items is None else (p_items, gold)
+            if reading(other) is not None and all(reading(item) is not None for item in items[1]):
+                return WRONG, "a tuple against a value (exact)"
+            return None
+        if g_items[0] != p_items[0] or len(g_items[1]) != len(p_items[1]):
             return None
         verdicts = []
         for g, p in zip(g_items[1], p_items[1]):

@@ -13,7 +13,7 @@ import mathforge.lifeline as lifeline
 from mathforge.errors import InputError
 from mathforge.outputs import check_place
 from mathforge.tables import read_table
-from mathforge.verify.grader import grade_batch
+from mathforge.verify.grader import PATHS, grade_batch
 
 
 def _pair(row: dict, path: str, number: int) -> tuple[str, str]:
@@ -33,9 +33,11 @@ def _line(raw: bytes | dict, verdict) -> bytes:
     return head + (b"," if not head.endswith(b"{") else b"") + orjson.dumps(added)[1:] + b"\n"
 
 
-def _grade_lines(job: tuple[bytes, int, str, str]) -> tuple[bytes, Counter]:
-    """Grade one run of JSONL lines (starting at line `first`); returns the output lines and verdict counts."""
+def _grade_lines(job: tuple[bytes, int, str, str]) -> tuple[bytes, Counter, Counter]:
+    """Grade one run of JSONL lines (starting at line `first`); returns the output lines, verdict counts and the
+    verdicts' paths (grader.PATHS)."""
     data, first, path, mode = job
+    paths = PATHS.copy()
     raws, pairs = [], []
     for number, raw in enumerate(data.split(b"\n"), first):
         if not raw.strip():
@@ -49,7 +51,8 @@ def _grade_lines(job: tuple[bytes, int, str, str]) -> tuple[bytes, Counter]:
         pairs.append(_pair(row, path, number))
         raws.append(row if "verdict" in row or "pred_answer" in row or "reason" in row else raw)
     verdicts = grade_batch(pairs, mode, workers=1)
-    return b"".join(_line(raw, v) for raw, v in zip(raws, verdicts)), Counter(v.verdict for v in verdicts)
+    return (b"".join(_line(raw, v) for raw, v in zip(raws, verdicts)), Counter(v.verdict for v in verdicts),
+            PATHS - paths)
 
 
 def _split(data: bytes, parts: int) -> list[tuple[bytes, int]]:
@@ -65,11 +68,12 @@ def _split(data: bytes, parts: int) -> list[tuple[bytes, int]]:
     return runs
 
 
-def grade_file(path: Path, out: Path, mode: str = "auto", workers: int | None = None) -> Counter:
+def grade_file(path: Path, out: Path, mode: str = "auto", workers: int | None = None,
+               paths: Counter | None = None) -> Counter:
     """Grade every pair of a JSONL (or Parquet) file into `out`, in order, on `workers` processes (default: all
     cores): JSONL, or Parquet when `out` ends in .parquet (the input's columns, then verdict, pred_answer and
     reason). `out` is never the input; it is written to a temporary sibling and moved into place. Errors name the
-    line."""
+    line. `paths` (JSONL input) receives how many comparisons each path of the grader decided (grader.PATHS)."""
     path, out = Path(path), Path(out)
     if out.suffix not in (".jsonl", ".parquet"):
         raise InputError("the output's name says its format: .jsonl or .parquet", str(out), key="--out")
@@ -89,7 +93,9 @@ def grade_file(path: Path, out: Path, mode: str = "auto", workers: int | None = 
         else:
             with lifeline.bound_children(), mp.get_context("fork").Pool(workers) as pool:
                 done = pool.map(_grade_lines, jobs, chunksize=1)
-        body, counts = b"".join(part for part, _ in done), sum((c for _, c in done), Counter())
+        body, counts = b"".join(part for part, _, _ in done), sum((c for _, c, _ in done), Counter())
+        if paths is not None:
+            paths.update(sum((p for _, _, p in done), Counter()))
     out.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", dir=out.parent)
     try:
