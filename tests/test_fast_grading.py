@@ -49,7 +49,7 @@ PAIRS = [
     ("\\frac{1}{2}x", "\\frac{x}{2}", Y), ("(2x+3)(x-3)", "2x^2-3x-9", Y), ("(2x+3)(x-3)", "2x^2+3x-9", N),
     ("-9x^3+3x^2-2x+2", "2-2x+3x^2-9x^3", Y), ("x^3-1", "(x-1)(x^2+x+1)", Y), ("x^3+1", "(x-1)(x^2+x+1)", N),
     ("y", "y", Y), ("x", "y", N), ("3x", "x+2x", None),  # normalize reads a bare `3x` as 3 and a unit: both paths
-    ("2x+1", "x+x+1", Y), ("4x^2", "(2x)^2", Y), ("x^2y", "y x^2", Y),
+    ("2x+1", "x+x+1", Y), ("C", "{C}", Y), ("\\text{(D)}", "{\\text{(D)}}", Y), ("A", "B", N), ("4x^2", "(2x)^2", Y), ("x^2y", "y x^2", Y),
     ("\\sqrt{2}x+1", "1+x\\sqrt{2}", Y), ("\\pi r^2", "r^2\\pi", Y), ("2\\pi r", "2 r \\pi", Y),
     ("-2+3i", "-2 + 3i", Y), ("-2+3i", "3i-2", Y), ("5-12i", "5+12i", N), ("4-4i", "-\\frac34i", N),
     # tuples and intervals
@@ -101,7 +101,7 @@ def test_most_of_these_pairs_are_decided_by_the_fast_forms():
 @pytest.mark.parametrize("gold, pred", [
     ("\\frac{x}{2}", "0.5x"), ("\\pi", "3.14"), ("x(x+1)", "x^2+x"), ("ab", "a b"), ("2x", "x2"),
     ("\\sqrt{x}", "x^{1/2}"), ("1+2\\frac{1}{2}", "3.5"), ("(2,1]", "(3,0]"), ("e", "2.718281828459045"),
-    ("\\sqrt[3]{8}", "2"), ("i^2", "-1"), ("1/2x", "\\frac{x}{2}"), ("x^23", "x^{23}"), ("f(x)", "x f"),
+    ("\\sqrt[3]{8}", "2"), ("i^2", "-1"), ("C", "{C}"), ("2X", "X+X"), ("1/2x", "\\frac{x}{2}"), ("x^23", "x^{23}"), ("f(x)", "x f"),
 ])
 def test_forms_read_differently_by_math_verify_are_handed_on(gold, pred):
     assert decide(normalize(gold), normalize(pred)) is None
@@ -116,3 +116,21 @@ def test_a_sample_verdict_is_remembered_per_gold_and_answer():
             == "correct"
     delta = grader.PATHS - before
     assert delta["fast"] == 1 and delta["memo"] == 2
+
+
+@pytest.mark.parametrize("ending, answer", [
+    ("So the answer is \\boxed{", "\\boxed{"), ("The answer is $\\boxed{\\frac{1}{2}$.", None),
+    ("We get $\\boxed{\\begin{align*} x", None),
+])
+def test_a_cut_off_answer_is_malformed_not_wrong(ending, answer):
+    verdict = grade("\\frac{1}{2}", "We compute. " + ending, "math")
+    assert verdict.verdict == "unparseable"
+    assert verdict.reason in ("malformed answer (unbalanced braces or environment)", "no final answer found")
+    if answer is not None:
+        assert verdict.pred == answer
+
+
+def test_a_closed_environment_is_graded():
+    assert grade("\\begin{pmatrix} 1 \\\\ 2 \\end{pmatrix}", "So $\\boxed{\\begin{pmatrix} 1 \\\\ 2 \\end{pmatrix}}$.",
+                 "math").verdict == "correct"
+    assert grade("5", "So $\\boxed{\\begin{pmatrix} 5 \\\\ 1 \\end{pmatrix}}$.", "math").verdict == "wrong"

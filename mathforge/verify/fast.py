@@ -179,8 +179,8 @@ class _Parser:
             q = Fraction(int(value)) if value.isdigit() else Fraction(value)
             return {(): _const(q)} if q else {}
         if kind == "var":
-            if value in RESERVED or after[0] in ("var", "num") or after == ("op", "("):
-                raise _Handed  # `ab`, `x2`, `f(x)`: names and functions to Math-Verify
+            if value in RESERVED or not value.islower() or after[0] in ("var", "num") or after == ("op", "("):
+                raise _Handed  # `ab`, `x2`, `f(x)`: names and functions; capitals (choice letters: C and c agree)
             return {((value, 1),): _const(1)}
         if kind == "cmd" and value == "pi":
             return {(): {(1, 1): Fraction(1)}}
@@ -220,7 +220,7 @@ class _Parser:
             else:
                 raise _Handed
             return {(): _const(int(digits[0]))} if digits[0] != "0" else {}
-        if tok[0] == "var" and tok[1] not in RESERVED:
+        if tok[0] == "var" and tok[1] not in RESERVED and tok[1].islower():
             self.take()
             return {((tok[1], 1),): _const(1)}
         raise _Handed

@@ -32,6 +32,8 @@ HELPER_START_SECONDS = 120    # a helper's one-time start (its imports): not cha
 HELPER_GRACE_SECONDS = 1.0    # past its own alarm, a helper's answer is awaited this long, then it is killed
 MAX_PARTS = 64                # answers in one multiple answer: more is not an answer to compare
 TIMEOUT, GOLD = "timeout", "gold"  # the reasons of an overrun and of a gold answer that cannot be read
+MALFORMED = "malformed answer (unbalanced braces or environment)"
+_ENVIRONMENT_RE = re.compile(r"\\(begin|end)\s*\{([^{}]*)\}")
 MEMO_SIZE = 1 << 18           # remembered verdicts per process (each memo is emptied when it reaches this)
 UNSETTLED = (TIMEOUT, "grader process died")  # reasons that depend on the moment, never remembered
 # Verdicts by the path that decided them (whole comparisons, this process): `exact` (same spelling, exact numbers,
@@ -94,7 +96,7 @@ def grade(gold: str, pred: str, mode: Mode = "auto", last_number_fallback: bool 
         return _grade_gsm8k(gold, pred)
     deadline = Deadline(budget)
     gold_answer = _gold_answer(gold, mode)
-    if gold_answer is None or not balanced_braces(gold_answer):
+    if gold_answer is None or not well_formed(gold_answer):
         return Verdict(UNPARSEABLE, None, GOLD)  # no answer in the gold, or a malformed one (`\\boxed{1`)
     pred_answer, how = final_answer(pred, mode)
     if pred_answer is None and last_number_fallback:
@@ -102,6 +104,8 @@ def grade(gold: str, pred: str, mode: Mode = "auto", last_number_fallback: bool 
     if pred_answer is None:
         return Verdict(UNPARSEABLE, None, "reasoning not finished" if how.startswith("reasoning")
                        else "no final answer found")
+    if not well_formed(pred_answer):  # a cut-off answer (`\\boxed{`, `\\begin{pmatrix} 1`): malformed, as a gold
+        return Verdict(UNPARSEABLE, pred_answer, MALFORMED)
     if deadline.left() <= 0:
         return Verdict(UNPARSEABLE, pred_answer, TIMEOUT)
     if mode == "gsm8k":
@@ -124,6 +128,22 @@ def _remember(memo: dict, key, verdict: tuple[str, str]) -> None:
         if len(memo) >= MEMO_SIZE:
             memo.clear()
         memo[key] = verdict
+
+
+def well_formed(answer: str) -> bool:
+    """Balanced braces, and every `\\begin{env}` closed by its `\\end{env}` in order: `\\boxed{1` and
+    `\\begin{align*}` (an answer cut off) are not."""
+    if not balanced_braces(answer):
+        return False
+    if "\\begin" not in answer and "\\end" not in answer:
+        return True
+    opened: list[str] = []
+    for m in _ENVIRONMENT_RE.finditer(answer):
+        if m.group(1) == "begin":
+            opened.append(m.group(2).strip())
+        elif not opened or opened.pop() != m.group(2).strip():
+            return False
+    return not opened
 
 
 def balanced_braces(text: str) -> bool:
