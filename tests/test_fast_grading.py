@@ -68,6 +68,17 @@ PAIRS = [
     ("\\frac{2}{3}+1", "1.6666666666666666666667", Y), ("\\frac{2}{3}+1", "1.67", N),
     ("2^{64}", "18446744073709551616", Y), ("2^{64}", "18446744073709551617", N),
     ("\\frac{1}{7}", "0.142857142857142857142857142857142857", Y),
+    # intervals with an infinite end, unions of intervals, `x = value` answers
+    ("[1,\\infty)", "4", N), ("21", "[2,\\infty)", N), ("[1,\\infty)", "[2,\\infty)", N),
+    ("[1,\\infty)", "[1, \\infty)", Y), ("[1,\\infty)", "(1,\\infty)", N), ("(-\\infty, 3)", "(-\\infty, 3]", N),
+    ("(-\\infty, 3)", "(-\\infty, \\frac{6}{2})", Y), ("(-\\infty, 3)", "(3, \\infty)", N),
+    ("(-\\infty, \\infty)", "(-\\infty, 0)", N), ("[1,\\infty)", "[1, 5]", N), ("(0, \\infty)", "(0.5, \\infty)", N),
+    ("(-\\infty,5)\\cup(5,\\infty)", "5", N), ("-27", "(-\\infty,-27)\\cup(-27,\\infty)", N),
+    ("(-\\infty,-27)\\cup(-27,\\infty)", "(-\\infty,-27)\\cup(-27,\\infty)", Y),
+    ("(-\\infty,-2)\\cup(-2,2)\\cup(2,\\infty)", "3x^2-12", N), ("(0, \\frac13] \\cup (1, 2]", "x^4-16", N),
+    ("k = \\frac{-33}{2}", "k = -16.5", Y), ("k = \\frac{-33}{2}", "k = \\frac{-33}{3}", N),
+    ("k = \\frac{-33}{2}", "-k = \\frac{-33}{2}", N), ("y=-2x+1", "y=1-2x", Y), ("y=2x", "y=x+x+1", N),
+    ("x=2", "x = 3", N), ("x=2", "y=2", None), ("y = x^2", "y = x \\cdot x", Y),
 ]
 # generated families; expectations computed with Python's Fraction, not the code under test
 for p, q in [(1, 2), (3, 4), (7, 8), (5, 16), (9, 20), (1, 25), (3, 40), (13, 50), (-3, 8), (-1, 5)]:
@@ -101,7 +112,8 @@ def test_most_of_these_pairs_are_decided_by_the_fast_forms():
 @pytest.mark.parametrize("gold, pred", [
     ("\\frac{x}{2}", "0.5x"), ("\\pi", "3.14"), ("x(x+1)", "x^2+x"), ("ab", "a b"), ("2x", "x2"),
     ("\\sqrt{x}", "x^{1/2}"), ("1+2\\frac{1}{2}", "3.5"), ("(2,1]", "(3,0]"), ("e", "2.718281828459045"),
-    ("\\sqrt[3]{8}", "2"), ("i^2", "-1"), ("C", "{C}"), ("2X", "X+X"), ("1/2x", "\\frac{x}{2}"), ("x^23", "x^{23}"), ("f(x)", "x f"),
+    ("\\sqrt[3]{8}", "2"), ("i^2", "-1"), ("x=x+1", "x=x+2"), ("(\\infty, 3)", "4"), ("\\infty", "[1,\\infty)"), ("[3, -\\infty)", "[3, \\infty)"),
+    ("(0,1)\\cup(1,2)", "(0,2)"), ("C", "{C}"), ("2X", "X+X"), ("1/2x", "\\frac{x}{2}"), ("x^23", "x^{23}"), ("f(x)", "x f"),
 ])
 def test_forms_read_differently_by_math_verify_are_handed_on(gold, pred):
     assert decide(normalize(gold), normalize(pred)) is None

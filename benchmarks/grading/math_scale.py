@@ -177,9 +177,10 @@ _OPERATOR = re.compile(r"(?<!\\)\s*([=+-]|,(?!\d))\s*")  # not a thousands comma
 
 
 def respelled(seed: int) -> dict:
-    """The main input with every sample's math re-spelled on its own (a random 0-2 spaces on each side of every `=`,
-    `+`, `-` and list comma in its math regions): the same solutions, read the same, but a problem's samples no longer share
-    their math regions' texts, so the equation reader's region memo cannot use the generator's repetition."""
+    """The main input with every sample's solution math re-spelled on its own (a random 0-2 spaces on each side of
+    every `=`, `+`, `-` and list comma in the math regions before its ending; the ending, its answer, as it was): the
+    same solutions, read the same, but a problem's samples no longer share their math regions' texts, so the equation
+    reader's region memo cannot use the generator's repetition."""
     from mathforge.verify.relations import regions
 
     out = DATA / "respelled"
@@ -191,8 +192,9 @@ def respelled(seed: int) -> dict:
         for line in source:
             row = json.loads(line)
             text, pieces, last = row["solution"], [], 0
+            ending = text.rfind("\n\n")  # the ending (the answer) as it was: only the solution's math changes
             for kind, start, end in regions(text):
-                if kind == "math":
+                if kind == "math" and end <= ending:
                     body = _OPERATOR.sub(lambda m: rng.choice(spaces) + m.group(1) + rng.choice(spaces),
                                          text[start:end])
                     pieces += [text[last:start], body]

@@ -264,15 +264,87 @@ def _items(answer: str) -> tuple[str, list[str]] | None:
     return (answer[0] + answer[-1], items) if len(items) > 1 and all(items) else None
 
 
+ASSIGNMENT_RE = re.compile(r"^([a-z])\s*=\s*([^=]+)$")
+INFINITY_RE = re.compile(r"^([+-]?)\\infty$")
+
+
+def _assignment(gold: str, pred: str) -> str | None:
+    """`x = A` against `x = B` (the same one-letter name, not in A or B): the verdict of A against B; else None."""
+    g, p = ASSIGNMENT_RE.match(gold), ASSIGNMENT_RE.match(pred)
+    if g is None or p is None or g.group(1) != p.group(1) or g.group(1) in RESERVED or g.group(1) == IMAGINARY:
+        return None
+    if g.group(1) in g.group(2) or g.group(1) in p.group(2):
+        return None  # `x = x + 1`: Math-Verify may read such an equation as a truth value
+    return _decide_one(g.group(2).strip(), p.group(2).strip())
+
+
+def _interval(items: list[str]) -> bool:
+    """Two ends the fast forms read, each a fast-form value or an infinity on its side (`-\\infty` low, `\\infty`
+    high)."""
+    if len(items) != 2:
+        return False
+    for item, sides in zip(items, (("-",), ("", "+"))):
+        infinite = INFINITY_RE.match(item)
+        if (infinite is None and reading(item) is None) or (infinite is not None and infinite.group(1) not in sides):
+            return False
+    return True
+
+
+def _intervals(answer: str) -> list[tuple[str, list[str]]] | None:
+    """The intervals of `I \\cup J ...` (each a bracket pair and two ends in the fast forms or infinite)."""
+    parts = answer.split("\\cup")
+    if len(parts) < 2:
+        return None
+    out = [_items(part.strip()) for part in parts]
+    return out if all(x is not None and _interval(x[1]) for x in out) else None
+
+
+def _infinite_ends(g_items, p_items) -> str | None:
+    """Two intervals with at least one infinite end (`[1, \\infty)`), compared as sets: infinite ends are open
+    whatever the bracket (as sympy reads them), finite ends exactly with their brackets; None to hand on."""
+    if len(g_items[1]) != 2 or len(p_items[1]) != 2:
+        return None
+    ends = []
+    for brackets, (low, high) in (g_items, p_items):
+        if not _interval([low, high]):
+            return None  # `(\infty, 3)`, `(x, \infty]`...: not an interval the fast forms read
+        lo, hi = INFINITY_RE.match(low), INFINITY_RE.match(high)
+        ends.append(((None if lo else (brackets[0], low)), (None if hi else (brackets[1], high))))
+    for g_end, p_end in zip(ends[0], ends[1]):
+        if (g_end is None) != (p_end is None):
+            return WRONG  # one end infinite, the other finite: the sets differ (neither interval is empty)
+        if g_end is not None:
+            verdict = _decide_one(g_end[1], p_end[1])
+            if verdict != CORRECT:
+                return verdict  # None hands on
+            if g_end[0] != p_end[0]:
+                return WRONG  # the same end, closed in one and open in the other
+    return CORRECT
+
+
 def decide(gold: str, pred: str) -> tuple[str, str] | None:
     """(verdict, reason) for two normalized answers when both are in the fast forms, else None (the slow path)."""
+    if "=" in gold and "=" in pred:
+        verdict = _assignment(gold, pred)
+        return None if verdict is None else (verdict, "the same name, " + ("equal" if verdict == CORRECT else
+                                                                            "different") + " values (exact)")
+    if "\\cup" in gold or "\\cup" in pred:  # a union of intervals against a value: never equal
+        union, other = (_intervals(gold), pred) if "\\cup" in gold else (_intervals(pred), gold)
+        if union is not None and "\\cup" not in other and reading(other) is not None:
+            return WRONG, "a union of intervals against a value (exact)"
+        return None
     g_items, p_items = _items(gold), _items(pred)
     if g_items is not None or p_items is not None:
         if (g_items is None) != (p_items is None):  # a tuple or interval against a value: never equal
             items, other = (g_items, pred) if p_items is None else (p_items, gold)
-            if reading(other) is not None and all(reading(item) is not None for item in items[1]):
+            if reading(other) is not None and (_interval(items[1]) or all(reading(item) is not None
+                                                                         for item in items[1])):
                 return WRONG, "a tuple against a value (exact)"
             return None
+        if any(INFINITY_RE.match(x) for x in g_items[1] + p_items[1]):
+            verdict = _infinite_ends(g_items, p_items)
+            return None if verdict is None else (verdict, f"{'equal' if verdict == CORRECT else 'different'} "
+                                                          "intervals (exact)")
         if g_items[0] != p_items[0] or len(g_items[1]) != len(p_items[1]):
             return None
         verdicts = []
