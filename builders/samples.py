@@ -147,13 +147,14 @@ def check_table(source: SampleSource) -> str:
     return text_col or TEXT_COLUMNS[0]
 
 
-def iter_table_samples(source: SampleSource, problems: list[Problem], text_col: str | None = None):
-    """The rows of a samples table resolved to gold problems, streamed in file order: a TableSample, or
-    (line, reason) for a row that cannot be resolved."""
+def iter_table_samples(source: SampleSource, problems: list[Problem], text_col: str | None = None,
+                       span: tuple[int, int, int] | None = None):
+    """The rows of a samples table (or of its run of lines `span`, `tables.iter_table`) resolved to gold problems,
+    streamed in file order: a TableSample, or (line, reason) for a row that cannot be resolved."""
     text_col = text_col or check_table(source)
     by_id = {p.problem_id: p.index for p in problems}
     by_question = {p.question: p.index for p in problems}
-    for row, number in iter_table(source.path):
+    for row, number in iter_table(source.path, span=span):
         problem = _resolve(row, by_id, by_question, len(problems))
         text = row.get(text_col)
         seed, index, temp, model = row.get("seed"), row.get("sample_index"), row.get("temperature"), row.get("model")

@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+from collections import Counter
 from pathlib import Path
 from typing import List, Optional
 
@@ -543,11 +544,14 @@ def grade(pairs: Path = typer.Argument(..., help="JSONL rows with `gold` and `pr
         if out.is_dir():
             raise InputError("is a directory: --out takes the output JSONL file", str(out), key="--out")
         _check_out(out.parent, key="--out")
-        counts = grade_file(pairs, out, mode, workers)
+        paths = Counter()
+        counts = grade_file(pairs, out, mode, workers, paths)
     except Exception as exc:
         _fail(exc)
     Console().print(f"graded {sum(counts.values())} rows -> {out}: " +
                     ", ".join(f"{k} {n}" for k, n in sorted(counts.items())))
+    if paths:
+        Console().print("comparisons by path: " + ", ".join(f"{k} {n}" for k, n in sorted(paths.items())))
 
 
 def expand_multi_values(argv: list[str]) -> list[str]:

@@ -1,6 +1,7 @@
 """Reading JSONL and Parquet tables row by row, with the line (or row) numbers that error messages name."""
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import orjson
@@ -17,8 +18,29 @@ def read_table(path: str | Path) -> tuple[list[dict], list[int]]:
     return rows, numbers
 
 
-def iter_table(path: str | Path, batch_rows: int = 16_384):
-    """(row, line number) of a JSONL or Parquet file, streamed: memory holds one Parquet batch at most."""
+def line_runs(path: str | Path, size: int) -> list[tuple[int, int, int]]:
+    """(offset, length, first line number) of consecutive runs of whole lines of a file, about `size` bytes each,
+    covering it: one pass in blocks of `size` (a line longer than a block makes its run longer)."""
+    out, offset, line, carry = [], 0, 1, b""
+    with open(path, "rb") as handle:
+        while block := handle.read(size):
+            data = carry + block
+            cut = data.rfind(b"\n") + 1
+            if cut == 0:
+                carry = data
+                continue
+            out.append((offset, cut, line))
+            line += data.count(b"\n", 0, cut)
+            offset += cut
+            carry = data[cut:]
+    if carry:
+        out.append((offset, len(carry), line))
+    return out
+
+
+def iter_table(path: str | Path, batch_rows: int = 16_384, span: tuple[int, int, int] | None = None):
+    """(row, line number) of a JSONL or Parquet file, streamed: memory holds one Parquet batch at most. `span`
+    (JSONL only): the run of whole lines (offset, length, first line number) of `line_runs` to read instead."""
     path = Path(path)
     if not path.exists():
         raise InputError("file not found", str(path))
@@ -46,7 +68,11 @@ def iter_table(path: str | Path, batch_rows: int = 16_384):
     except OSError as exc:
         raise InputError(f"cannot read: {exc.strerror or exc}", str(path)) from None
     with handle:
-        for number, raw in enumerate(handle, 1):
+        lines, first = handle, 1
+        if span is not None:
+            handle.seek(span[0])
+            lines, first = io.BytesIO(handle.read(span[1])), span[2]  # lines end at b"\n" only, as the file's do
+        for number, raw in enumerate(lines, first):
             if not raw.strip():
                 continue
             try:

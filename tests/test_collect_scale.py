@@ -75,6 +75,33 @@ def test_shards_and_stats_are_byte_identical_for_any_number_of_tasks(screl):
     assert sum(name.startswith("data/") for name in digests[0]) > 8  # partitions split at shard_rows
 
 
+def test_a_large_table_indexed_in_runs_of_lines_gives_the_same_bytes(screl, monkeypatch):
+    """A JSONL table cut into runs of a few lines (each an index unit, run in parallel) gives the bytes of the table
+    read whole: every problem's rows in file order, and a bad row's line number the same."""
+    from mathforge.builders.stages import collect_pipeline
+
+    problems = load_local(screl["gold"])
+    table = screl["tmp"] / "big.jsonl"
+    rng = __import__("random").Random(5)
+    with open(table, "wb") as handle:  # rows of one problem spread over the whole file, a bad row inside
+        for j in range(4):
+            for i, row in enumerate(screl["rows"]):
+                text = synthetic.paraphrase(row["answer"], rng)
+                handle.write(orjson.dumps({"idx": i, "model": f"m{j % 2}", "solution": text}) + b"\n")
+            handle.write(b'{"idx": 123456, "solution": "x"}\n' if j == 1 else b"\n")
+    whole = screl["tmp"] / "whole"
+    run_collect(problems, [str(table)], whole, "canonical", tasks=2, partitions=3)
+    monkeypatch.setattr(collect_pipeline, "TABLE_CHUNK", 700)
+    runs = screl["tmp"] / "runs"
+    run_collect(problems, [str(table)], runs, "canonical", tasks=2, partitions=3)
+    plan = collect_pipeline.make_plan(problems, [str(table)], "canonical", True, screl["tmp"] / "w")
+    assert len(plan.units()) == len(plan.chunks[0]) > 10  # the table was read in many units
+    assert _digests(whole) == _digests(runs)
+    bad = 2 * len(screl["rows"]) + 2  # by hand: two blocks of rows and a blank line before it
+    examples = json.loads((runs / "stats.json").read_text())["rejected_examples"]
+    assert [(e["line"], e["reason"]) for e in examples] == [(bad, "unknown problem")]
+
+
 RECIPE = """name: scale
 version: 1.0.0
 sources:

@@ -192,9 +192,10 @@ def test_rationals_beyond_the_budget_are_refused_and_within_it_exact():
 
 
 def test_a_math_verify_timeout_is_unparseable_timeout():
-    verdict = grade("x^{2}+2x+1", r"\boxed{(x+1)^{2}}", "math", timeout=0.001)
+    # `x(x+1)` is outside the exact fast forms (`x(` may be a function to Math-Verify): Math-Verify decides it
+    verdict = grade("x^{2}+x", r"\boxed{x(x+1)}", "math", timeout=0.001)
     assert (verdict.verdict, verdict.reason) == ("unparseable", "timeout")
-    assert grade("x^{2}+2x+1", r"\boxed{(x+1)^{2}}", "math").verdict == "correct"  # the alarm is disarmed
+    assert grade("x^{2}+x", r"\boxed{x(x+1)}", "math").verdict == "correct"  # the alarm is disarmed (not remembered)
 
 
 def test_an_unbalanced_gold_box_is_unparseable_gold():
@@ -222,7 +223,7 @@ def test_the_row_budget_covers_the_whole_pipeline():
 
 
 def test_threads_grade_in_parallel_on_a_pool_of_helpers():
-    pairs = [(f"\\sqrt{{{n * n}}}", f"\\boxed{{{n}}}") for n in range(2, 10)]
+    pairs = [(f"\\sqrt[3]{{{n ** 3}}}", f"\\boxed{{{n}}}") for n in range(2, 10)]  # cube roots: Math-Verify's
     results: dict[int, grader.Verdict] = {}
     peak = [0]
 
@@ -238,12 +239,12 @@ def test_threads_grade_in_parallel_on_a_pool_of_helpers():
     assert [results[i].verdict for i in range(len(pairs))] == ["correct"] * len(pairs)
     assert peak[0] >= 2  # several helpers at once, not one behind a lock
     timed_out = []
-    thread = threading.Thread(target=lambda: timed_out.append(grade("x^{2}+2x+1", r"\boxed{(x+1)^{2}}", "math",
+    thread = threading.Thread(target=lambda: timed_out.append(grade("x^{2}+2x", r"\boxed{x(x+2)}", "math",
                                                                       timeout=0.001)))
     thread.start()
     thread.join(300)
     assert (timed_out[0].verdict, timed_out[0].reason) == ("unparseable", "timeout")
-    after = threading.Thread(target=work, args=(99, "\\sqrt{4}", "\\boxed{2}"))  # the killed helper is replaced
+    after = threading.Thread(target=work, args=(99, "\\sqrt[3]{1000}", "\\boxed{10}"))  # the killed helper is replaced
     after.start()
     after.join(300)
     assert results[99].verdict == "correct"

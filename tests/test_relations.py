@@ -288,3 +288,40 @@ def test_the_reader_is_linear(pieces):
                                   "$\\begin{cases}" * 5_000 + "$"])
 def test_hostile_texts_are_fast(text):
     assert _fastest(text) < 1.0
+
+
+def _reading(text: str) -> list[tuple]:
+    return [(r.start, r.ops, r.verdicts, [(s.start, s.end, s.source, s.key, s.value, s.readable, s.units, s.literals,
+                                            s.stated, s.alt) for s in r.sides]) for r in read(text).relations]
+
+
+def test_a_remembered_region_reads_as_a_fresh_one_at_any_offset():
+    """The region and side memos change no reading: a text read with empty memos, read again warm, and read after a
+    prefix has moved every offset give the same relations (offsets shifted by the prefix's length)."""
+    import json
+    from pathlib import Path
+
+    from mathforge.verify import relations
+
+    texts = [json.loads(line)["solution"] for line in
+             (Path(__file__).parent / "data" / "math_train_slice.jsonl").read_text().splitlines()]
+    for text in texts:
+        relations._regions.clear()
+        relations._sides.clear()
+        cold = _reading(text)
+        assert _reading(text) == cold
+        prefix = "We start. "
+        moved = [(start - len(prefix), ops, verdicts, [(a - len(prefix), b - len(prefix), *rest) for a, b, *rest in sides])
+                 for start, ops, verdicts, sides in _reading(prefix + text)]
+        assert moved == cold
+
+
+def test_a_percentage_after_one_region_does_not_leak_into_the_same_region_elsewhere():
+    """`$\\frac{15}{25} = 60$ percent` is true read as 60 %; the same region before "apples" is false (by hand),
+    whichever is read first."""
+    percent = "So $\\frac{15}{25} = 60$ percent of them passed."
+    apples = "Then $\\frac{15}{25} = 60$ apples were left over from the crates we bought."
+    for first, second in ((percent, apples), (apples, percent)):
+        read(first)
+        assert read(second).relations[0].verdicts == ([TRUE] if second is percent else [FALSE])
+        assert read(first).relations[0].verdicts == ([TRUE] if first is percent else [FALSE])

@@ -140,3 +140,25 @@ def test_validate_reports_how_many_gold_answers_parse(tmp_path):
                                      "    answer_kind: latex\nstages:\n  - type: collect\n")
     result = run("validate", tmp_path / "r.yaml")
     assert result.returncode == 0 and "2 of 3 gold answers parse (answer_kind latex)" in result.stdout
+
+
+@pytest.mark.parametrize("size", [1, 7, 64, 10_000])
+def test_runs_of_lines_cover_the_file_at_line_boundaries(tmp_path, size):
+    """`line_runs` against the file split whole: runs are contiguous, end at a newline (the last may not), and each
+    starts at the line number the whole split gives; `iter_table(span=...)` reads exactly the run's rows."""
+    from mathforge.tables import iter_table, line_runs
+
+    rng = __import__("random").Random(size)
+    lines = [json.dumps({"i": i, "pad": "x" * rng.randrange(0, 90)}) if rng.random() > 0.1 else "" for i in range(300)]
+    data = ("\n".join(lines)).encode()  # no newline after the last line
+    path = tmp_path / "t.jsonl"
+    path.write_bytes(data)
+    runs = line_runs(path, size)
+    assert runs[0][0] == 0 and sum(length for _, length, _ in runs) == len(data)
+    for (offset, length, first), following in zip(runs, runs[1:] + [None]):
+        assert data.count(b"\n", 0, offset) + 1 == first
+        if following is not None:
+            assert offset + length == following[0] and data[offset + length - 1:offset + length] == b"\n"
+    whole = list(iter_table(path))
+    assert [item for run in runs for item in iter_table(path, span=run)] == whole
+    assert [number for _, number in whole] == [n for n, line in enumerate(lines, 1) if line]

@@ -18,7 +18,9 @@ from mathforge.builders.stages.collect_stats import PartialStats
 
 from mathforge.verify.dedup import DUPLICATE, REPLACED, FarthestSet
 from mathforge.verify.equations import ungrounded
+from mathforge.verify.grader import PATHS
 from mathforge.verify.judges import JUDGES, OK, UNPARSEABLE, WRONG
+from mathforge.verify.relations import MEMO_HITS
 
 DedupMode = Literal["paper", "canonical"]
 
@@ -113,7 +115,7 @@ def collect_partition(plan: CollectPlan, partition: int) -> dict:
     """Collect one partition: its corpus rows (gold row, then kept paths, per problem in problem order) as Parquet
     files of at most `shard_rows` rows, then its statistics file, whose presence marks the partition done.
     Returns what the task measured (seconds, samples, peak RSS)."""
-    started = time.perf_counter()
+    started, paths, reads = time.perf_counter(), PATHS.copy(), Counter(MEMO_HITS)
     stats = PartialStats()
     lo = plan.bounds[partition]
     problems = plan.partition_problems(partition)
@@ -145,7 +147,9 @@ def collect_partition(plan: CollectPlan, partition: int) -> dict:
             flush(False)
     flush(True)
     task = {"partition": partition, "samples": stats.samples, "seconds": round(time.perf_counter() - started, 3),
-            "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}
+            "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+            "grading": dict(sorted((PATHS - paths).items())),  # verdicts of the answer grader, by path
+            "equation memo": dict(sorted((Counter(MEMO_HITS) - reads).items()))}  # math regions and sides re-read
     write_atomic(plan.part_done(partition), json.dumps({"files": files, "stats": stats.to_json(),
                                                         "task": task}).encode())
     return task

@@ -4,7 +4,7 @@ from __future__ import annotations
 import bisect
 import json
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import NamedTuple
 
@@ -23,6 +23,7 @@ from mathforge.builders.stages.collect_stats import PartialStats
 MAX_SAMPLE_CHARS = 32_768  # a longer solution text is rejected as `too long` (a loop, or an attack), not judged
 BLOCK_PROBLEMS = 256      # problems read from every seed file at once: memory is this x the samples per problem
 BUCKET_FLUSH = 1 << 23    # bytes of bucketed table rows held before they are appended to their partition files
+TABLE_CHUNK = 1 << 26     # a JSONL samples table is indexed in runs of whole lines of about this many bytes, in parallel
 
 
 @dataclass
@@ -40,6 +41,8 @@ class CollectPlan:
     block: int = BLOCK_PROBLEMS
     max_chars: int = MAX_SAMPLE_CHARS
     grounded: bool = False     # reject correct samples with an operand from nowhere (`equations.ungrounded`)
+    chunks: dict[int, list[tuple[int, int, int]]] = field(default_factory=dict)  # a JSONL table's runs of lines
+                               # (offset, length, first line), source number -> runs: each one index unit
 
     @property
     def partitions(self) -> int:
@@ -71,7 +74,11 @@ class CollectPlan:
     def units(self) -> list[tuple[int, int]]:
         """(source number, file number) of every input file: each seed file of a model directory, each table."""
         return [(s, f) for s, source in enumerate(self.sources)
-                for f in range(len(source.seed_files) if not source.is_table else 1)]
+                for f in range(len(source.seed_files) if not source.is_table else self.table_chunks(s))]
+
+    def table_chunks(self, source: int) -> int:
+        """How many index units read table `source`: its runs of lines, or one (a Parquet or small table)."""
+        return len(self.chunks.get(source, ())) or 1
 
     def path(self, *parts: str) -> Path:
         return Path(self.work, *parts)
@@ -87,8 +94,8 @@ class CollectPlan:
     def unit_done(self, unit: tuple[int, int]) -> Path:
         return self.path("index", f"s{unit[0]:05d}-f{unit[1]:06d}.json")
 
-    def bucket(self, partition: int, source: int) -> Path:
-        return self.path("buckets", f"p{partition:05d}", f"s{source:05d}.jsonl")
+    def bucket(self, partition: int, source: int, chunk: int = 0) -> Path:
+        return self.path("buckets", f"p{partition:05d}", f"s{source:05d}-c{chunk:05d}.jsonl")
 
     def part_done(self, partition: int) -> Path:
         return self.path("parts", f"p{partition:05d}.json")
@@ -136,20 +143,22 @@ def index_unit(plan: CollectPlan, unit: tuple[int, int]) -> None:
             stats.short_files.append((source.name(seed_file.path), lines))
         record = {"lines": lines, "offsets": offsets}  # byte offset of every block start, in plan.block_starts()
     else:
-        record = {"rows": _bucket_table(plan, source_no, source, stats)}
+        record = {"rows": _bucket_table(plan, source_no, file_no, source, stats)}
     record["stats"] = stats.to_json()
     write_atomic(plan.unit_done(unit), json.dumps(record).encode())
 
 
-def _bucket_table(plan: CollectPlan, source_no: int, source: SampleSource, stats: PartialStats) -> int:
+def _bucket_table(plan: CollectPlan, source_no: int, chunk: int, source: SampleSource, stats: PartialStats) -> int:
+    """Append the rows of one run of a table (or the whole table) to per-partition bucket files of that run."""
     bounds = plan.bounds
+    span = plan.chunks[source_no][chunk] if source_no in plan.chunks else None
     buffers: dict[int, list[bytes]] = {}
     started: set[int] = set()
     held = rows = 0
 
     def flush() -> None:
         for partition, chunks in buffers.items():
-            path = plan.bucket(partition, source_no)
+            path = plan.bucket(partition, source_no, chunk)
             tmp = path.with_name(f".{path.name}.tmp")
             if partition not in started:  # a previous, killed attempt's rows are discarded
                 path.parent.mkdir(parents=True, exist_ok=True)
@@ -159,7 +168,7 @@ def _bucket_table(plan: CollectPlan, source_no: int, source: SampleSource, stats
                 handle.write(b"".join(chunks))
         buffers.clear()
 
-    for item in iter_table_samples(source, problem_index(plan)):
+    for item in iter_table_samples(source, problem_index(plan), span=span):
         if not isinstance(item, TableSample):
             stats.reject(source.name(), *item)
             continue
@@ -174,7 +183,7 @@ def _bucket_table(plan: CollectPlan, source_no: int, source: SampleSource, stats
             held = 0
     flush()
     for partition in range(plan.partitions):  # every partition gets its file, empty or not
-        path = plan.bucket(partition, source_no)
+        path = plan.bucket(partition, source_no, chunk)
         tmp = path.with_name(f".{path.name}.tmp")
         if partition not in started:
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -200,7 +209,10 @@ def partition_samples(plan: CollectPlan, partition: int):
     position = {line: number for number, line in enumerate(starts)}
     for source_no, source in enumerate(plan.sources):
         if source.is_table:
-            tables[source_no] = _read_bucket(plan.bucket(partition, source_no))
+            tables[source_no] = rows = {}
+            for chunk in range(plan.table_chunks(source_no)):  # runs in file order: each problem's rows in file order
+                for index, found in _read_bucket(plan.bucket(partition, source_no, chunk)).items():
+                    rows.setdefault(index, []).extend(found)
             continue
         for file_no, seed_file in enumerate(source.seed_files):
             record = json.loads(plan.unit_done((source_no, file_no)).read_text())

@@ -21,6 +21,7 @@ from mathforge.builders.stages.collect import collect_partition
 from mathforge.builders.stages.collect_inputs import (
     BLOCK_PROBLEMS,
     MAX_SAMPLE_CHARS,
+    TABLE_CHUNK,
     CollectPlan,
     index_unit,
     partition_bounds,
@@ -29,10 +30,12 @@ from mathforge.builders.stages.collect_inputs import (
 from mathforge.builders.stages.collect_stats import PartialStats, build_stats
 
 from mathforge.errors import InputError
+from mathforge.tables import line_runs
 from mathforge.verify.judges import JUDGES
 
 PROBLEMS_PER_PARTITION = 2_000
-FORMAT = 2  # bump when the work files change meaning: an old work dir is then never reused (2: `ungrounded`)
+FORMAT = 3  # bump when the work files change meaning: an old work dir is then never reused (2: `ungrounded`; 3: a
+            # large JSONL table's rows bucketed per run of lines)
 WORK_RE = re.compile(r"collect-[0-9a-f]{16}")
 WORK_ENTRIES = {"problems", "index", "buckets", "parts", "logs", "errors", "owner", ".lock"}  # all a work dir holds
 HASH_CHUNK = 1 << 24
@@ -63,8 +66,11 @@ def make_plan(problems, sample_paths: list[str], dedup: str, include_gold: bool,
     if owner is not None:
         (work / "owner").write_bytes(owner.encode())
         remove_stale(work, owner)
+    chunks = {number: line_runs(source.path, TABLE_CHUNK) for number, source in enumerate(sources)
+              if source.is_table and Path(source.path).suffix != ".parquet" and
+              Path(source.path).stat().st_size > TABLE_CHUNK}  # indexed in parallel, a run per unit
     plan = CollectPlan(problems, sources, dedup, include_gold, bounds, str(work), shard_rows, block, max_chars,
-                       grounded)
+                       grounded, chunks)
     plan.write_problems()
     return plan
 

@@ -127,7 +127,9 @@ def final_answer(text: str, mode: str = "auto") -> tuple[str | None, str]:
     if final is None:
         return None, "reasoning not finished"
     tail_at = max(0, len(final) - PHRASE_WINDOW)  # answer phrases are read near the end only: bounded work
-    minerva = list(MINERVA_RE.finditer(final, tail_at))
+    tail = final[tail_at:].lower() if final.isascii() else None  # an ASCII text's phrase patterns run only where their
+    minerva = list(MINERVA_RE.finditer(final, _at(tail, tail_at, "final answer is"))) \
+        if _has(tail, "final answer is") else []  # words are
     boxes = boxed_all(final)
     if boxes and not (minerva and minerva[-1].start() > boxes[-1][1]):  # a box, unless a later "final answer is"
         return (_clean(last_box_group(final)) or None), "boxed"
@@ -135,7 +137,8 @@ def final_answer(text: str, mode: str = "auto") -> tuple[str | None, str]:
         answer = next(filter(None, map(_after_marker, final.split("####")[1:])), None)
         return answer, "####"
     for name, pattern in (("final answer is", MINERVA_RE), ("the answer is", ANSWER_IS_RE)):
-        matches = list(pattern.finditer(final, tail_at))
+        words = "final answer is" if pattern is MINERVA_RE else "answer"
+        matches = list(pattern.finditer(final, _at(tail, tail_at, words))) if _has(tail, words) else []
         if matches:
             return answer_in(matches[-1].group(1).split("\n", 1)[0].strip()), name
     stripped = final.strip().strip("*").strip()
@@ -150,12 +153,24 @@ def final_answer(text: str, mode: str = "auto") -> tuple[str | None, str]:
     regions = list(DISPLAY_RE.finditer(final, tail_at)) if ends_displayed else []
     if regions and not final[regions[-1].end():].strip(" .\n"):  # the text ends with a displayed answer
         return _clean(next(g for g in regions[-1].groups() if g is not None)), "math"
-    hoped = list(HOPE_RE.finditer("\n" + final[tail_at:]))
+    hoped = list(HOPE_RE.finditer("\n" + final[tail_at:])) if _has(tail, "i hope it is correct") else []
     if hoped:  # Minerva's closing line without its "final answer is": the sentence before it is the answer
         return answer_in(hoped[-1].group(1)), "final answer is"
     last_line = next((line for line in reversed(final.strip().splitlines()) if line.strip()), "")
     found = sentence_answer(last_line)
     return (found, "last line") if found is not None else (None, "none")
+
+
+def _has(tail: str | None, words: str) -> bool:
+    """Whether an answer phrase's pattern may match: its words are in the lower-cased ASCII tail (None: a text with
+    other characters, where case-insensitive matching can fold a non-ASCII letter into these words)."""
+    return tail is None or words in tail
+
+
+def _at(tail: str | None, tail_at: int, words: str) -> int:
+    """Where a phrase pattern's search starts: its words' first place in the ASCII tail (no match starts before it;
+    lower-casing ASCII keeps every offset), else the tail's start."""
+    return tail_at + tail.find(words) if tail is not None else tail_at
 
 
 def _after_marker(part: str) -> str | None:

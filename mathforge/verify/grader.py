@@ -10,6 +10,7 @@ import re
 import signal
 import threading
 import time
+from collections import Counter
 from dataclasses import dataclass
 from fractions import Fraction
 from importlib import metadata
@@ -19,6 +20,7 @@ import mathforge.lifeline as lifeline
 from mathforge.verify.answers import GSM8K_ANSWER_RE, MAX_NUMBER_CHARS, gsm8k_extract, strict_number
 from mathforge.verify.extract import MAX_ANSWER_CHARS, PROSE_RE, final_answer, split_reasoning
 from mathforge.verify.extract import gold_answer as literal_answer
+from mathforge.verify.fast import decide as fast_decide
 from mathforge.verify.normalize import answer_list, enclosed, exact_number, normalize, strip_assignments
 
 Mode = Literal["gsm8k", "math", "auto"]
@@ -30,6 +32,19 @@ HELPER_START_SECONDS = 120    # a helper's one-time start (its imports): not cha
 HELPER_GRACE_SECONDS = 1.0    # past its own alarm, a helper's answer is awaited this long, then it is killed
 MAX_PARTS = 64                # answers in one multiple answer: more is not an answer to compare
 TIMEOUT, GOLD = "timeout", "gold"  # the reasons of an overrun and of a gold answer that cannot be read
+MALFORMED = "malformed answer (unbalanced braces or environment)"
+_ENVIRONMENT_RE = re.compile(r"\\(begin|end)\s*\{([^{}]*)\}")
+MEMO_SIZE = 1 << 18           # remembered verdicts per process (each memo is emptied when it reaches this)
+UNSETTLED = (TIMEOUT, "grader process died")  # reasons that depend on the moment, never remembered
+# Verdicts by the path that decided them (whole comparisons, this process): `exact` (same spelling, exact numbers,
+# counts of answers, sizes, prose), `fast` (fast.py's exact forms), `memo` (a comparison made before),
+# `math-verify` (at least one Math-Verify call); `math-verify memo` counts Math-Verify calls answered from its cache.
+PATHS: Counter = Counter()
+_memo: dict[tuple[str, str], tuple[str, str]] = {}        # (gold, pred) as given -> verdict
+_memo_normal: dict[tuple[str, str], tuple[str, str]] = {}  # (gold, pred) normalized -> verdict
+_memo_latex: dict[tuple[str, str, int], tuple[str, str]] = {}  # Math-Verify's verdicts
+_leaf = Counter()  # fast / math-verify decisions inside the comparison under way
+_fast_on = [True]  # off only inside `reference_compare`
 
 
 def _version(dist: str) -> str:
@@ -80,8 +95,8 @@ def grade(gold: str, pred: str, mode: Mode = "auto", last_number_fallback: bool 
     if mode == "gsm8k" and not last_number_fallback:
         return _grade_gsm8k(gold, pred)
     deadline = Deadline(budget)
-    gold_answer = literal_answer(gold, mode)
-    if gold_answer is None or not balanced_braces(gold_answer):
+    gold_answer = _gold_answer(gold, mode)
+    if gold_answer is None or not well_formed(gold_answer):
         return Verdict(UNPARSEABLE, None, GOLD)  # no answer in the gold, or a malformed one (`\\boxed{1`)
     pred_answer, how = final_answer(pred, mode)
     if pred_answer is None and last_number_fallback:
@@ -89,6 +104,8 @@ def grade(gold: str, pred: str, mode: Mode = "auto", last_number_fallback: bool 
     if pred_answer is None:
         return Verdict(UNPARSEABLE, None, "reasoning not finished" if how.startswith("reasoning")
                        else "no final answer found")
+    if not well_formed(pred_answer):  # a cut-off answer (`\\boxed{`, `\\begin{pmatrix} 1`): malformed, as a gold
+        return Verdict(UNPARSEABLE, pred_answer, MALFORMED)
     if deadline.left() <= 0:
         return Verdict(UNPARSEABLE, pred_answer, TIMEOUT)
     if mode == "gsm8k":
@@ -98,6 +115,35 @@ def grade(gold: str, pred: str, mode: Mode = "auto", last_number_fallback: bool 
         return Verdict(*_numbers_verdict(gold_num, pred_num, pred_answer))
     verdict, reason = compare(gold_answer, pred_answer, timeout, deadline=deadline)
     return Verdict(verdict, pred_answer, reason)
+
+
+@functools.lru_cache(maxsize=1 << 14)
+def _gold_answer(gold: str, mode: Mode) -> str | None:
+    """The gold answer of a gold solution, read once per distinct gold (every sample of a problem shares it)."""
+    return literal_answer(gold, mode)
+
+
+def _remember(memo: dict, key, verdict: tuple[str, str]) -> None:
+    if verdict[1] not in UNSETTLED:
+        if len(memo) >= MEMO_SIZE:
+            memo.clear()
+        memo[key] = verdict
+
+
+def well_formed(answer: str) -> bool:
+    """Balanced braces, and every `\\begin{env}` closed by its `\\end{env}` in order: `\\boxed{1` and
+    `\\begin{align*}` (an answer cut off) are not."""
+    if not balanced_braces(answer):
+        return False
+    if "\\begin" not in answer and "\\end" not in answer:
+        return True
+    opened: list[str] = []
+    for m in _ENVIRONMENT_RE.finditer(answer):
+        if m.group(1) == "begin":
+            opened.append(m.group(2).strip())
+        elif not opened or opened.pop() != m.group(2).strip():
+            return False
+    return not opened
 
 
 def balanced_braces(text: str) -> bool:
@@ -205,7 +251,36 @@ def compare(gold: str, pred: str, timeout: float = TIMEOUT_SECONDS, depth: int =
     irrationals at 120 digits, and a decimal only stands for an exact value when printed in full (15+ digits).
     Within `deadline` (default: ROW_BUDGET_SECONDS from now); past it, `unparseable` with reason `timeout`."""
     deadline = deadline if deadline is not None else Deadline(ROW_BUDGET_SECONDS)
-    g, p = normalize(gold), normalize(pred)
+    if depth:
+        return _compare(normalize(gold), normalize(pred), timeout, depth, deadline)
+    known = _memo.get((gold, pred))
+    if known is None:
+        g, p = normalize(gold), normalize(pred)
+        known = _memo_normal.get((g, p))
+        if known is None:
+            fast, slow = _leaf["fast"], _leaf["math-verify"]
+            known = _compare(g, p, timeout, depth, deadline)
+            _remember(_memo_normal, (g, p), known)
+            PATHS["math-verify" if _leaf["math-verify"] > slow else "fast" if _leaf["fast"] > fast else "exact"] += 1
+            _remember(_memo, (gold, pred), known)
+            return known
+        _remember(_memo, (gold, pred), known)
+    PATHS["memo"] += 1
+    return known
+
+
+def reference_compare(gold: str, pred: str, timeout: float = TIMEOUT_SECONDS) -> tuple[str, str]:
+    """The slow path, for checks (one thread at a time): compare() without the fast forms and without any memo, so
+    every pair that the normalization and exact-number rules leave open goes to Math-Verify."""
+    _fast_on[0] = False
+    try:
+        return _compare(normalize(gold), normalize(pred), timeout, 0, Deadline(ROW_BUDGET_SECONDS))
+    finally:
+        _fast_on[0] = True
+
+
+def _compare(g: str, p: str, timeout: float, depth: int, deadline: Deadline) -> tuple[str, str]:
+    """compare() on normalized answers."""
     if g == p:
         return CORRECT, "same answer"
     if ("=" in g) != ("=" in p):  # `x = 3` against `3`; `x=2, y=-1` against `2, -1` or the point `(2, -1)`
@@ -226,7 +301,20 @@ def compare(gold: str, pred: str, timeout: float = TIMEOUT_SECONDS, depth: int =
         return UNPARSEABLE, why
     if PROSE_RE.search(p) and not PROSE_RE.search(g):
         return WRONG, "a sentence, not an answer"  # never handed to the LaTeX parser
-    return _latex_verdict(g, p, timeout, decimal_digits(p), deadline)
+    if not _fast_on[0]:
+        return _latex_verdict(g, p, timeout, decimal_digits(p), deadline)
+    if (fast := fast_decide(g, p)) is not None:
+        _leaf["fast"] += 1
+        return fast
+    digits = decimal_digits(p)
+    known = _memo_latex.get((g, p, digits))
+    if known is not None:
+        PATHS["math-verify memo"] += 1
+        return known
+    _leaf["math-verify"] += 1
+    verdict = _latex_verdict(g, p, timeout, digits, deadline)
+    _remember(_memo_latex, (g, p, digits), verdict)
+    return verdict
 
 
 def _long_decimal_of(g: str, p: str, exact_g, exact_p) -> bool:

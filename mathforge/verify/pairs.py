@@ -12,8 +12,8 @@ import orjson
 import mathforge.lifeline as lifeline
 from mathforge.errors import InputError
 from mathforge.outputs import check_place
-from mathforge.tables import read_table
-from mathforge.verify.grader import grade_batch
+from mathforge.tables import line_runs, read_table
+from mathforge.verify.grader import PATHS, grade_batch
 
 
 def _pair(row: dict, path: str, number: int) -> tuple[str, str]:
@@ -33,9 +33,17 @@ def _line(raw: bytes | dict, verdict) -> bytes:
     return head + (b"," if not head.endswith(b"{") else b"") + orjson.dumps(added)[1:] + b"\n"
 
 
-def _grade_lines(job: tuple[bytes, int, str, str]) -> tuple[bytes, Counter]:
-    """Grade one run of JSONL lines (starting at line `first`); returns the output lines and verdict counts."""
-    data, first, path, mode = job
+RUN_BYTES = 1 << 23  # JSONL bytes per job (whole lines): the parent holds a few runs' output, never the whole file
+
+
+def _grade_lines(job: tuple[str, int, int, int, str]) -> tuple[bytes, Counter, Counter]:
+    """Grade one run of JSONL lines (`length` bytes at `offset`, starting at line `first`), read here; returns the
+    output lines, verdict counts and the verdicts' paths (grader.PATHS)."""
+    path, offset, length, first, mode = job
+    with open(path, "rb") as handle:
+        handle.seek(offset)
+        data = handle.read(length)
+    paths = PATHS.copy()
     raws, pairs = [], []
     for number, raw in enumerate(data.split(b"\n"), first):
         if not raw.strip():
@@ -49,27 +57,16 @@ def _grade_lines(job: tuple[bytes, int, str, str]) -> tuple[bytes, Counter]:
         pairs.append(_pair(row, path, number))
         raws.append(row if "verdict" in row or "pred_answer" in row or "reason" in row else raw)
     verdicts = grade_batch(pairs, mode, workers=1)
-    return b"".join(_line(raw, v) for raw, v in zip(raws, verdicts)), Counter(v.verdict for v in verdicts)
+    return (b"".join(_line(raw, v) for raw, v in zip(raws, verdicts)), Counter(v.verdict for v in verdicts),
+            PATHS - paths)
 
 
-def _split(data: bytes, parts: int) -> list[tuple[bytes, int]]:
-    """`parts` runs of whole lines, each with the number of its first line."""
-    runs, start, line = [], 0, 1
-    for k in range(1, parts + 1):
-        end = len(data) if k == parts else data.find(b"\n", len(data) * k // parts)
-        end = len(data) if end < 0 else end
-        if end > start or k == parts:
-            runs.append((data[start:end], line))
-            line += data.count(b"\n", start, end + 1)
-            start = end + 1
-    return runs
-
-
-def grade_file(path: Path, out: Path, mode: str = "auto", workers: int | None = None) -> Counter:
+def grade_file(path: Path, out: Path, mode: str = "auto", workers: int | None = None,
+               paths: Counter | None = None) -> Counter:
     """Grade every pair of a JSONL (or Parquet) file into `out`, in order, on `workers` processes (default: all
     cores): JSONL, or Parquet when `out` ends in .parquet (the input's columns, then verdict, pred_answer and
     reason). `out` is never the input; it is written to a temporary sibling and moved into place. Errors name the
-    line."""
+    line. `paths` (JSONL input) receives how many comparisons each path of the grader decided (grader.PATHS)."""
     path, out = Path(path), Path(out)
     if out.suffix not in (".jsonl", ".parquet"):
         raise InputError("the output's name says its format: .jsonl or .parquet", str(out), key="--out")
@@ -81,15 +78,11 @@ def grade_file(path: Path, out: Path, mode: str = "auto", workers: int | None = 
         verdicts = grade_batch([_pair(r, str(path), n) for r, n in zip(rows, numbers)], mode, workers=workers)
         body, counts = b"".join(_line(r, v) for r, v in zip(rows, verdicts)), Counter(v.verdict for v in verdicts)
     else:
-        data = path.read_bytes()
-        workers = max(1, min(workers or os.cpu_count() or 1, data.count(b"\n") // 1000 + 1))
-        jobs = [(run, first, str(path), mode) for run, first in _split(data, workers * (1 if mode == "gsm8k" else 8))]
-        if workers == 1:
-            done = [_grade_lines(job) for job in jobs]
-        else:
-            with lifeline.bound_children(), mp.get_context("fork").Pool(workers) as pool:
-                done = pool.map(_grade_lines, jobs, chunksize=1)
-        body, counts = b"".join(part for part, _ in done), sum((c for _, c in done), Counter())
+        size = path.stat().st_size
+        workers = max(1, min(workers or os.cpu_count() or 1, size // (1 << 16) + 1))  # small files: one process
+        jobs = [(str(path), offset, length, first, mode)
+                for offset, length, first in line_runs(path, min(RUN_BYTES, size // (workers * 8) + 1))]
+        return _write_runs(jobs, workers, out, str(path), paths)
     out.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", dir=out.parent)
     try:
@@ -103,6 +96,45 @@ def grade_file(path: Path, out: Path, mode: str = "auto", workers: int | None = 
         Path(tmp).unlink(missing_ok=True)
         raise
     return counts
+
+
+def _write_runs(jobs: list, workers: int, out: Path, source: str, paths: Counter | None) -> Counter:
+    """Grade the runs on `workers` processes and write their output in order to a temporary sibling of `out`, each
+    run as it comes (JSONL: memory holds a few runs, not the file), then move it into place."""
+    counts, parts = Counter(), []
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", dir=out.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle, lifeline.bound_children(), \
+                (mp.get_context("fork").Pool(workers) if workers > 1 else _InProcess()) as pool:
+            for part, verdicts, by_path in pool.imap(_grade_lines, jobs, chunksize=1):
+                counts += verdicts
+                if paths is not None:
+                    paths.update(by_path)
+                if out.suffix == ".parquet":
+                    parts.append(part)
+                else:
+                    handle.write(part)
+            if out.suffix == ".parquet":
+                _write_parquet(b"".join(parts), handle, source)
+        os.replace(tmp, out)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return counts
+
+
+class _InProcess:
+    """A pool of one: `imap` runs the jobs here, in order."""
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        return None
+
+    def imap(self, work, jobs, chunksize: int = 1):
+        return map(work, jobs)
 
 
 def _write_parquet(body: bytes, handle, source: str) -> None:
