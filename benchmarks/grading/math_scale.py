@@ -5,7 +5,8 @@
 # form (as written, \dfrac, 0.5, 1/2, a mixed number, spacing, `$...$`), boxed, as a "The final answer is" sentence or a
 # Minerva line; a near miss (the last digit moved by one, the sign flipped, a 2-digit rounding); one of the problem's
 # three common wrong answers (other problems' golds, fixed per problem); an unparseable ending (no answer, an unclosed
-# box, a prose refusal). Second row: the issue's old shape (real solutions: own, re-spelled, one injected error, three
+# box, a prose refusal). Second row: the same samples respelled (each one's solution math re-spaced on its own: no
+# shared region texts). Third: the issue's old shape (real solutions: own, re-spelled, one injected error, three
 # other problems' solutions). The reference, plain Math-Verify (parse + verify, one process), is timed on a seeded
 # sample of the same pairs. `--check` grades every distinct (gold, answer) pair that the fast path decides again on the
 # slow path (grader.reference_compare) and lists each difference.
@@ -25,7 +26,7 @@ from pathlib import Path
 
 from mathforge.testing.latex_variants import inject_error, reformat
 from mathforge.verify.extract import gold_answer
-from mathforge.verify.fast import _items, reading
+from mathforge.verify.exact_forms import _items, reading
 from mathforge.verify.normalize import exact_number, normalize
 
 HERE = Path(__file__).resolve().parent
@@ -267,7 +268,7 @@ def check(pairs: Path, limit: int | None) -> dict:
     decide) graded again on the slow path; differences listed. The other pairs take the same code on both paths, and a
     memo hit returns the verdict of the same normalized pair."""
     from mathforge.verify.extract import final_answer
-    from mathforge.verify.fast import decide
+    from mathforge.verify.exact_forms import decide
     from mathforge.verify.grader import reference_compare
     from mathforge.verify.normalize import answer_list
 

@@ -20,7 +20,7 @@ import mathforge.lifeline as lifeline
 from mathforge.verify.answers import GSM8K_ANSWER_RE, MAX_NUMBER_CHARS, gsm8k_extract, strict_number
 from mathforge.verify.extract import MAX_ANSWER_CHARS, PROSE_RE, final_answer, split_reasoning
 from mathforge.verify.extract import gold_answer as literal_answer
-from mathforge.verify.fast import decide as fast_decide
+from mathforge.verify.exact_forms import decide as fast_decide
 from mathforge.verify.normalize import answer_list, enclosed, exact_number, normalize, strip_assignments
 
 Mode = Literal["gsm8k", "math", "auto"]
@@ -37,7 +37,7 @@ _ENVIRONMENT_RE = re.compile(r"\\(begin|end)\s*\{([^{}]*)\}")
 MEMO_SIZE = 1 << 18           # remembered verdicts per process (each memo is emptied when it reaches this)
 UNSETTLED = (TIMEOUT, "grader process died")  # reasons that depend on the moment, never remembered
 # Verdicts by the path that decided them (whole comparisons, this process): `exact` (same spelling, exact numbers,
-# counts of answers, sizes, prose), `fast` (fast.py's exact forms), `memo` (a comparison made before),
+# counts of answers, sizes, prose), `fast` (exact_forms.py), `memo` (a comparison made before),
 # `math-verify` (at least one Math-Verify call); `math-verify memo` counts Math-Verify calls answered from its cache.
 PATHS: Counter = Counter()
 _memo: dict[tuple[str, str], tuple[str, str]] = {}        # (gold, pred) as given -> verdict

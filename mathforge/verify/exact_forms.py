@@ -1,4 +1,4 @@
-"""Exact verdicts without sympy for the commonest competition answers: numbers, radicals, pi, polynomials, tuples."""
+"""Exact verdicts without sympy for common competition answers: numbers, radicals, pi, polynomials, intervals."""
 
 # A normalized answer made only of integers, decimals, \frac, \sqrt, \pi, single-letter variables, + - * / ^, \cdot,
 # \times and brackets is read into a polynomial whose coefficients are exact sums of rational * sqrt(squarefree) *

@@ -5,7 +5,7 @@ from fractions import Fraction
 
 import pytest
 
-from mathforge.verify.fast import decide
+from mathforge.verify.exact_forms import decide
 from mathforge.verify.grader import compare, grade, reference_compare
 from mathforge.verify.normalize import normalize
 
