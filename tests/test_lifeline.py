@@ -227,16 +227,16 @@ import json, threading, time
 import mathforge
 from mathforge.verify import grader
 
-def grade():
-    verdicts.append(mathforge.grade("\\\\frac{\\\\sqrt{2}}{2}", "\\\\frac{1}{\\\\sqrt{2}}").verdict)
+def grade(gold):  # answers outside the exact forms: Math-Verify decides, in the helper
+    verdicts.append(mathforge.grade(gold, "\\\\frac{1}{2}").verdict)
 
 verdicts = []
-for _ in range(2):  # the helper outlives the thread that started it, and the second thread's grade reuses it
-    worker = threading.Thread(target=grade)
+for gold in ("\\\\sin \\\\frac{\\\\pi}{6}", "\\\\cos \\\\frac{\\\\pi}{3}"):  # the helper outlives the thread that
+    worker = threading.Thread(target=grade, args=(gold,))  # started it, and the second thread's grade reuses it
     worker.start()
     worker.join()
-print(json.dumps({"verdicts": verdicts, "helpers": [p.pid for h in grader._idle for p in h._processes.values()]}),
-      flush=True)
+print(json.dumps({"verdicts": verdicts, "helpers": [p.pid for h in grader._idle for p in h._processes.values()],
+                  "math_verify": grader.PATHS["math-verify"]}), flush=True)
 time.sleep(600)
 """
 
@@ -250,5 +250,6 @@ def test_a_grading_helper_outlives_its_thread_and_dies_with_its_process(tmp_path
     wait_for(lambda: '"helpers"' in (tmp_path / "out.txt").read_text(), proc, tmp_path / "out.txt")
     seen = json.loads((tmp_path / "out.txt").read_text().strip().splitlines()[-1])
     assert seen["verdicts"] == ["correct", "correct"] and len(seen["helpers"]) == 1  # one helper, alive, reused
+    assert seen["math_verify"] == 2  # both grades reached the helper (neither an exact form nor a remembered verdict)
     tree, _, left = kill_tree(proc)
     assert seen["helpers"][0] in [p.pid for p in tree] and left == []
