@@ -1,6 +1,7 @@
 """Grading a file of (gold, pred) pairs: JSONL split across processes, verdicts in order, an atomic JSONL write."""
 from __future__ import annotations
 
+import contextlib
 import multiprocessing as mp
 import os
 import tempfile
@@ -76,51 +77,50 @@ def grade_file(path: Path, out: Path, mode: str = "auto", workers: int | None = 
     if path.suffix == ".parquet":
         rows, numbers = read_table(path)
         verdicts = grade_batch([_pair(r, str(path), n) for r, n in zip(rows, numbers)], mode, workers=workers)
-        body, counts = b"".join(_line(r, v) for r, v in zip(rows, verdicts)), Counter(v.verdict for v in verdicts)
-    else:
-        size = path.stat().st_size
-        workers = max(1, min(workers or os.cpu_count() or 1, size // (1 << 16) + 1))  # small files: one process
-        jobs = [(str(path), offset, length, first, mode)
-                for offset, length, first in line_runs(path, min(RUN_BYTES, size // (workers * 8) + 1))]
-        return _write_runs(jobs, workers, out, str(path), paths)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", dir=out.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
+        body = b"".join(_line(r, v) for r, v in zip(rows, verdicts))
+        with _atomic(out) as handle:
             if out.suffix == ".parquet":
                 _write_parquet(body, handle, str(path))
             else:
                 handle.write(body)
+        return Counter(v.verdict for v in verdicts)
+    size = path.stat().st_size
+    workers = max(1, min(workers or os.cpu_count() or 1, size // (1 << 16) + 1))  # small files: one process
+    jobs = [(str(path), offset, length, first, mode)
+            for offset, length, first in line_runs(path, min(RUN_BYTES, size // (workers * 8) + 1))]
+    return _write_runs(jobs, workers, out, str(path), paths)
+
+
+@contextlib.contextmanager
+def _atomic(out: Path):
+    """A handle on a temporary sibling of `out`, moved into place when the block ends well and removed otherwise."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", dir=out.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            yield handle
         os.replace(tmp, out)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-    return counts
 
 
 def _write_runs(jobs: list, workers: int, out: Path, source: str, paths: Counter | None) -> Counter:
     """Grade the runs on `workers` processes and write their output in order to a temporary sibling of `out`, each
     run as it comes (JSONL: memory holds a few runs, not the file), then move it into place."""
     counts, parts = Counter(), []
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", dir=out.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle, lifeline.bound_children(), \
-                (mp.get_context("fork").Pool(workers) if workers > 1 else _InProcess()) as pool:
-            for part, verdicts, by_path in pool.imap(_grade_lines, jobs, chunksize=1):
-                counts += verdicts
-                if paths is not None:
-                    paths.update(by_path)
-                if out.suffix == ".parquet":
-                    parts.append(part)
-                else:
-                    handle.write(part)
+    with _atomic(out) as handle, lifeline.bound_children(), \
+            (mp.get_context("fork").Pool(workers) if workers > 1 else _InProcess()) as pool:
+        for part, verdicts, by_path in pool.imap(_grade_lines, jobs, chunksize=1):
+            counts += verdicts
+            if paths is not None:
+                paths.update(by_path)
             if out.suffix == ".parquet":
-                _write_parquet(b"".join(parts), handle, source)
-        os.replace(tmp, out)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+                parts.append(part)
+            else:
+                handle.write(part)
+        if out.suffix == ".parquet":
+            _write_parquet(b"".join(parts), handle, source)
     return counts
 
 

@@ -1157,19 +1157,19 @@ _regions: dict[str, tuple[list[Relation], int]] = {}
 MEMO_HITS: dict[str, int] = {"sides": 0, "side misses": 0, "regions": 0, "region misses": 0}
 
 
-def _read_side(text: str, tokens: list[tuple], memo: dict) -> Side:
+def _read_side(text: str, tokens: list[tuple]) -> Side:
     """One side read, a copy of the side parsed once per token sequence (its tokens' kinds and values: a side's
-    reading depends on nothing else) in this process; `memo` is that process-wide memo."""
+    reading depends on nothing else) in this process."""
     start, end = tokens[0][2], tokens[-1][3]
     source = " ".join(text[start:end].split())
     signature = tuple((t[0], t[1]) for t in tokens)
-    known = memo.get(signature)
+    known = _sides.get(signature)
     if known is None:
         MEMO_HITS["side misses"] += 1
         known = _parse_side(tokens, start, end, source)
-        if len(memo) >= MEMO_SIZE:
-            memo.clear()
-        memo[signature] = known
+        if len(_sides) >= MEMO_SIZE:
+            _sides.clear()
+        _sides[signature] = known
     else:
         MEMO_HITS["sides"] += 1
     return replace(known, start=start, end=end, source=source,
@@ -1183,7 +1183,7 @@ def _math_region(text: str, start: int, end: int) -> tuple[list[Relation], int]:
     known = _regions.get(body)
     if known is None:
         MEMO_HITS["region misses"] += 1
-        known = _relations_of(body, math_tokens(body), False, _sides)
+        known = _relations_of(body, math_tokens(body), False)
         if len(_regions) >= MEMO_SIZE:
             _regions.clear()
         _regions[body] = known
@@ -1305,7 +1305,7 @@ def _lines(tokens: list[tuple]) -> list[list[tuple]]:
     return lines
 
 
-def _relations_of(text: str, tokens: list[tuple], prose: bool, memo: dict) -> tuple[list[Relation], int]:
+def _relations_of(text: str, tokens: list[tuple], prose: bool) -> tuple[list[Relation], int]:
     relations, unreadable = [], 0
     for line in (_lines(tokens) if not prose else [tokens]):
         statements = _split_depth0(line, ("sep",))
@@ -1323,7 +1323,7 @@ def _relations_of(text: str, tokens: list[tuple], prose: bool, memo: dict) -> tu
             if len(groups) > MAX_SIDES:
                 unreadable += len(groups) - MAX_SIDES
                 groups, ops = groups[:MAX_SIDES], ops[:MAX_SIDES - 1]
-            sides = [_read_side(text, g, memo) for g in groups]
+            sides = [_read_side(text, g) for g in groups]
             unreadable += sum(not s.readable for s in sides)
             if any(t[0] == "mod" or (t[0] == "rel" and t[1] == "===") for t in statement) or \
                     _in_list(statements, k):
@@ -1492,7 +1492,7 @@ def read(text: str, skip: list[tuple[int, int]] | None = None) -> Reading:
         elif kind == "prose" and "=" in text[start:end]:
             found, bad = [], 0
             for run in prose_segments(text, start, end):
-                got, b = _relations_of(text, run, True, _sides)
+                got, b = _relations_of(text, run, True)
                 found += got
                 bad += b
         else:
