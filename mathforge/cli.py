@@ -207,7 +207,7 @@ def collect(gold: Path = typer.Option(..., help="Gold JSONL/Parquet (GSM8K quest
             tasks: Optional[int] = typer.Option(None, min=1, help="datatrove tasks (default: one per core)."),
             executor: str = typer.Option("local", help="datatrove executor: local, ray (127.0.0.1) or slurm."),
             partitions: Optional[int] = typer.Option(None, min=1, help="Problem ranges, one shard each "
-                                                     "(default: one per 2,000 problems); fixed, so the output does "
+                                                     "(default: one per 1,000 problems); fixed, so the output does "
                                                      "not depend on --tasks."),
             max_sample_chars: int = typer.Option(32_768, min=1, help="A longer sample text is rejected as "
                                                  "`too long` (counted in stats), not judged."),

@@ -20,21 +20,22 @@ def read_table(path: str | Path) -> tuple[list[dict], list[int]]:
 
 def line_runs(path: str | Path, size: int) -> list[tuple[int, int, int]]:
     """(offset, length, first line number) of consecutive runs of whole lines of a file, about `size` bytes each,
-    covering it: one pass in blocks of `size` (a line longer than a block makes its run longer)."""
-    out, offset, line, carry = [], 0, 1, b""
+    covering it: one pass into one reused buffer of at most 8 MiB (a line longer than `size` makes its run longer)."""
+    out, start, first, lines, position = [], 0, 1, 0, 0
+    block = max(1, min(size, 1 << 23))
+    buffer = bytearray(block)
     with open(path, "rb") as handle:
-        while block := handle.read(size):
-            data = carry + block
-            cut = data.rfind(b"\n") + 1
-            if cut == 0:
-                carry = data
-                continue
-            out.append((offset, cut, line))
-            line += data.count(b"\n", 0, cut)
-            offset += cut
-            carry = data[cut:]
-    if carry:
-        out.append((offset, len(carry), line))
+        while n := handle.readinto(buffer):
+            last = buffer.rfind(b"\n", 0, n)
+            if last >= 0:
+                lines += buffer.count(b"\n", 0, n)
+                end = position + last + 1  # just after the last newline read
+                if end - start >= size - block:
+                    out.append((start, end - start, first))
+                    start, first = end, lines + 1
+            position += n
+    if position > start:
+        out.append((start, position - start, first))
     return out
 
 

@@ -325,3 +325,42 @@ def test_a_percentage_after_one_region_does_not_leak_into_the_same_region_elsewh
         read(first)
         assert read(second).relations[0].verdicts == ([TRUE] if second is percent else [FALSE])
         assert read(first).relations[0].verdicts == ([TRUE] if first is percent else [FALSE])
+
+
+def test_collects_key_and_check_agree_with_the_whole_reading():
+    """`equations.checked_key` (collect's calculator check and dedup key, from the region memo without building
+    relations) against `steps`, the whole reading: the same refutation and key on real MATH solutions, each with an
+    injected error, with a percent sign after a value, with a calculator annotation and in plain text, with cold
+    memos (either one first) and warm ones. By hand: `$3+4=8$` is refuted, `$3+4=7$` is not, and a refutation that
+    modular talk excuses is not."""
+    import json
+    from pathlib import Path
+
+    from mathforge.verify import relations
+    from mathforge.verify.equations import checked_key, text_key
+
+    def whole(text):
+        found = steps(text)
+        return any(step.wrong for step in found), "|".join(step.key for step in found) if found else text_key(text)
+
+    solutions = [json.loads(line)["solution"] for line in
+                 (Path(__file__).parent / "data" / "math_train_slice.jsonl").read_text().splitlines()]
+    rng = random.Random(7)
+    injected = [found[0] for s in solutions if (found := inject_error(s, rng)) is not None]
+    texts = [*solutions, *injected, "So $\\frac{15}{25} = 60$ percent of them passed.",
+             "Then $\\frac{15}{25} = 60$ apples were left.", "He pays 3 * 4 = <<3*4=12>>12 dollars, so $12 + 1 = 13$.",
+             "Total: 3 + 4 = 7 apples, then 7 * 2 = 15.", "The units digit of $7^2 = 49$ is $9$, and $49 = 4$ mod 5.",
+             "No math here at all.", "$3+4=8$", "$3+4=7$"]
+    for fast_first in (True, False):
+        for text in texts:
+            relations._regions.clear(), relations._sides.clear(), relations._summaries.clear()
+            if fast_first:
+                fast, slow = checked_key(text), whole(text)
+            else:
+                slow = whole(text)
+                fast = checked_key(text)
+            assert fast == slow, text
+            assert checked_key(text) == slow, text  # warm
+    assert sum(checked_key(text)[0] for text in injected) >= 10  # refuted through the fallback (one is excused)
+    assert checked_key("$3+4=8$")[0] and not checked_key("$3+4=7$")[0]
+    assert not checked_key("The units digit of $7^2 = 49$ is $9$, and $49 = 4$ mod 5.")[0]

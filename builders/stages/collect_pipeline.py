@@ -33,7 +33,7 @@ from mathforge.errors import InputError
 from mathforge.tables import line_runs
 from mathforge.verify.judges import JUDGES
 
-PROBLEMS_PER_PARTITION = 2_000
+PROBLEMS_PER_PARTITION = 1_000  # finer partitions balance the tasks (a few of them cost more than the rest)
 FORMAT = 3  # bump when the work files change meaning: an old work dir is then never reused (2: `ungrounded`; 3: a
             # large JSONL table's rows bucketed per run of lines)
 WORK_RE = re.compile(r"collect-[0-9a-f]{16}")
@@ -46,7 +46,7 @@ def make_plan(problems, sample_paths: list[str], dedup: str, include_gold: bool,
               partitions: int | None = None, shard_rows: int = 100_000, block: int = BLOCK_PROBLEMS,
               max_chars: int = MAX_SAMPLE_CHARS, owner: str | None = None, grounded: bool = False) -> CollectPlan:
     """Recognise the inputs (tables are checked for their columns here, before any task starts) and fix the
-    partitions: `partitions` or one per 2,000 problems. The work dir is named by everything that determines the
+    partitions: `partitions` or one per 1,000 problems. The work dir is named by everything that determines the
     result, the inputs' bytes included, so a rerun with the same inputs resumes and a changed input starts afresh.
     `owner` names the output it serves: that output's other work dirs under `work_root` (runs on other inputs,
     killed or failed) are removed, unless a live process holds them."""

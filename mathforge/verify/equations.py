@@ -157,6 +157,17 @@ def steps(text: str) -> list[Step]:
     return found
 
 
+def checked_key(text: str) -> tuple[bool, str]:
+    """(whether the calculator refutes a step, the text's dedup key: its steps' keys, or `text_key` without any):
+    what collect needs of `steps`, from `relations.keys` where it answers (no annotation, nothing refuted)."""
+    if "<<" not in text:
+        found = relations.keys(text)
+        if found is not None:
+            return False, "|".join(found) if found else text_key(text)
+    found = steps(text)
+    return any(step.wrong for step in found), "|".join(step.key for step in found) if found else text_key(text)
+
+
 def _both_sides_evaluate(body: str) -> bool:
     for side in body.split("=", 1):
         try:

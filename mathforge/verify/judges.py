@@ -5,7 +5,7 @@ from fractions import Fraction
 
 from mathforge.verify.answers import gsm8k_extract, paper_extract, strict_number
 from mathforge.verify.arithmetic import paper_check
-from mathforge.verify.equations import all_equations, annotations, format_number, paper_key, steps, text_key
+from mathforge.verify.equations import all_equations, annotations, checked_key, format_number, paper_key
 from mathforge.verify.grader import KINDS, VERIFIER, grade, reference_answer
 
 UNPARSEABLE, WRONG, CALCULATOR, OK = "unparseable", "wrong", "calculator", "ok"
@@ -94,10 +94,9 @@ class CanonicalJudge:
             if verdict.verdict != "correct":
                 return (WRONG if verdict.verdict == "wrong" else UNPARSEABLE), verdict.pred, None
             value = verdict.pred
-        found = steps(text)
-        if any(step.wrong for step in found):
+        refuted, key = checked_key(text)
+        if refuted:
             return CALCULATOR, value, None
-        key = "|".join(step.key for step in found) if found else text_key(text)
         return OK, value if isinstance(value, str) else format_number(value), key
 
     def equations(self, text: str) -> list[str]:

@@ -1510,6 +1510,42 @@ def read(text: str, skip: list[tuple[int, int]] | None = None) -> Reading:
     return Reading(relations, unreadable)
 
 
+def keys(text: str) -> list[str] | None:
+    """The keys of a text's relations in reading order, as `read` gives them, when the calculator refutes none of
+    them, without building the relations (a math region's keys and verdicts are remembered per region text). None
+    where `read` is needed: a pair the region alone refutes (the words around it may excuse it) or a value followed
+    by a percent sign (read as a percentage)."""
+    text = mask(text)
+    out: list[str] = []
+    for kind, start, end in regions(text):
+        if kind == "math":
+            body = text[start:end]
+            known = _summaries.get(body)
+            if known is None:
+                found, _ = _math_region(text, start, end)
+                known = (tuple(r.key for r in found), any(FALSE in r.verdicts for r in found),
+                         bool(found) and found[-1].sides[-1].value is not None)
+                if len(_summaries) >= MEMO_SIZE:
+                    _summaries.clear()
+                _summaries[body] = known
+            else:
+                MEMO_HITS["regions"] += 1
+            found_keys, refuted, last_value = known
+            if refuted or (last_value and _PERCENT_AFTER.match(text, end)):
+                return None
+            out += found_keys
+        elif kind == "prose" and "=" in text[start:end]:
+            for run in prose_segments(text, start, end):
+                found, _ = _relations_of(text, run, True)
+                if any(FALSE in r.verdicts for r in found):
+                    return None
+                out += [r.key for r in found]
+    return out
+
+
+_summaries: dict[str, tuple[tuple[str, ...], bool, bool]] = {}  # math region text -> (keys, refuted, ends in a value)
+
+
 def fingerprint(text: str) -> str:
     """The text with its math spelled canonically: each statement of a math region by its key when it reads whole
     (`(3+4)(5)` = `5(4+3)`), else squashed; plain text squashed; a Minerva closing line dropped. The fallback key of
