@@ -10,6 +10,9 @@ from mathforge.verify.grader import compare, grade, reference_compare
 from mathforge.verify.normalize import normalize
 
 Y, N = True, False  # hand labels: equivalent or not
+M22 = "\\begin{pmatrix} \\frac{3}{5} & \\frac{1}{5} \\\\ -\\frac{3}{5} & 2 \\end{pmatrix}"
+Z22 = "\\begin{pmatrix} 0 & 0 \\\\ 0 & 0 \\end{pmatrix}"
+V2 = "\\begin{pmatrix} 4 \\\\ -3 \\end{pmatrix}"
 
 PAIRS = [
     # integers and decimals
@@ -79,7 +82,16 @@ PAIRS = [
     ("k = \\frac{-33}{2}", "k = -16.5", Y), ("k = \\frac{-33}{2}", "k = \\frac{-33}{3}", N),
     ("k = \\frac{-33}{2}", "-k = \\frac{-33}{2}", N), ("y=-2x+1", "y=1-2x", Y), ("y=2x", "y=x+x+1", N),
     ("x=2", "x = 3", N), ("x=2", "y=2", None), ("y = x^2", "y = x \\cdot x", Y),
+    # matrices: entry by entry (a leading minus negates each), another shape, against a value; words against numbers
+    (M22, M22.replace("\\frac{3}{5}", "\\dfrac{6}{10}"), Y), (M22, "-" + M22, N), (M22, M22.replace("{1}{5}", "{1}{6}"), N),
+    (Z22, "-" + Z22, Y), (Z22, Z22.replace("0 \\end", "10^{-30} \\end"), N), (M22, V2, N), (V2, "-" + V2, N),
+    (V2, "\\begin{bmatrix} 4 \\\\ -3 \\end{bmatrix}", Y), (V2, "\\begin{pmatrix} 4 \\\\ -3 \\\\ \\end{pmatrix}", Y),
+    (V2, "\\begin{pmatrix} 4 & -3 \\end{pmatrix}", N), (V2, "\\begin{pmatrix} 4 \\\\ -3 \\\\ 0 \\end{pmatrix}", N),
+    (V2, "-3", N), ("4", V2, N), (V2, "\\sqrt{2}", N), ("\\frac{1}{3}", M22, N), (M22, "x", N),
+    ("18", "odd", N), ("\\frac{41}{49}", "friday", N), ("friday", "-5", N), ("52", "\\text{even}", N),
+    ("\\pi", "pi", N), ("0", "none", N), ("2.5", "neither", N),
 ]
+
 # generated families; expectations computed with Python's Fraction, not the code under test
 for p, q in [(1, 2), (3, 4), (7, 8), (5, 16), (9, 20), (1, 25), (3, 40), (13, 50), (-3, 8), (-1, 5)]:
     value = Fraction(p, q)

@@ -430,6 +430,18 @@ class LocalExecutor(LocalPipelineExecutor):
 
     driver: int | None = None
 
+    def save_executor_as_json(self, indent: int = 4):
+        """datatrove's executor.json, with a step's large inputs (a collect plan's problems) summarized."""
+        from datatrove.executor.base import ExecutorJSONEncoder
+
+        class Encoder(ExecutorJSONEncoder):
+            def default(self, o):
+                summary = getattr(o, "executor_json", None)
+                return summary() if callable(summary) else super().default(o)
+
+        with self.logging_dir.open("executor.json", "w") as handle:
+            json.dump(self, handle, cls=Encoder, indent=indent)
+
     def run(self):
         self.driver = os.getpid()
         with lifeline.bound_children():

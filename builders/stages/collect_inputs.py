@@ -52,6 +52,11 @@ class CollectPlan:
     def n_problems(self) -> int:
         return self.bounds[-1]
 
+    def executor_json(self) -> dict:
+        """What datatrove's executor.json shows of the plan (not every problem)."""
+        return {**{k: v for k, v in self.__dict__.items() if k not in ("problems", "sources", "chunks")},
+                "problems": self.n_problems, "sources": [source.path for source in self.sources]}
+
     def __getstate__(self) -> dict:
         return {**self.__dict__, "problems": None}  # a task gets its partition's problems from the work dir
 

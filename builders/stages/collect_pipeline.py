@@ -222,7 +222,8 @@ def run_collect_plan(plan: CollectPlan, executor: Executor | None = None, tasks:
                      workers: int | None = None, publish_to: tuple[str, bool] | None = None,
                      fork: bool = False) -> CollectOutcome:
     """Run (or resume) both steps on the executor, then merge. `tasks` datatrove tasks share the input files and
-    the partitions; the result does not depend on `tasks` (partitions are fixed by the plan). `fork`: local
+    the partitions (local: `tasks` processes take one unit, then one partition, at a time, whichever is next); the
+    result does not depend on `tasks` (partitions are fixed by the plan). `fork`: local
     tasks fork this process instead of datatrove's forkserver (only where no other thread can hold a lock)."""
     from mathforge.builders.generation.runner import make_executor, quiet_datatrove
 
@@ -232,12 +233,13 @@ def run_collect_plan(plan: CollectPlan, executor: Executor | None = None, tasks:
     index_tasks = max(1, min(tasks, len(plan.units())))
     collect_tasks = max(1, min(tasks, plan.partitions))
     options = dict(executor.options)
-    if executor.type == "local" and fork:
-        options.setdefault("start_method", "fork")  # the plan is already in memory: no re-import per task
-    first = executor.model_copy(update={"tasks": index_tasks, "workers": min(workers or index_tasks, index_tasks),
-                                        "options": options})
-    second = executor.model_copy(update={"tasks": collect_tasks,
-                                         "workers": min(workers or collect_tasks, collect_tasks), "options": options})
+    index_workers, collect_workers = min(workers or index_tasks, index_tasks), min(workers or collect_tasks, collect_tasks)
+    if executor.type == "local":  # a task per unit and per partition: the pool hands the next one to whichever
+        index_tasks, collect_tasks = len(plan.units()) or 1, plan.partitions  # process is free (costs differ)
+        if fork:
+            options.setdefault("start_method", "fork")  # the plan is already in memory: no re-import per task
+    first = executor.model_copy(update={"tasks": index_tasks, "workers": index_workers, "options": options})
+    second = executor.model_copy(update={"tasks": collect_tasks, "workers": collect_workers, "options": options})
     index = make_executor(first, [IndexInputs(plan)], logs / f"index-{index_tasks}")
     if executor.type == "slurm":  # chained jobs: index, collect, then merge (and publish to `publish_to`)
         collect = make_executor(second, [CollectPartitions(plan)], logs / f"collect-{collect_tasks}", depends=index)

@@ -322,8 +322,56 @@ def _infinite_ends(g_items, p_items) -> str | None:
     return CORRECT
 
 
+MATRIX_RE = re.compile(r"^(-?)\s*\\begin\{([pb]matrix)\}(.*)\\end\{\2\}$", re.S)
+WORD_RE = re.compile(r"^[a-z]*[a-df-hj-z][a-z]*$")  # a word of letters, one of them neither e nor i
+
+
+def _matrix(answer: str) -> tuple[bool, list[list[str]]] | None:
+    """(negated, rows of entries) of a `pmatrix` / `bmatrix` answer, optionally negated, whose entries are all in the
+    fast forms; None for anything else."""
+    m = MATRIX_RE.match(answer)
+    if m is None or len(answer) > 4 * MAX_CHARS or "\\begin" in m.group(3) or "\\end" in m.group(3):
+        return None
+    rows = [row.split("&") for row in m.group(3).split("\\\\")]
+    if len(rows) > 1 and rows[-1] == [rows[-1][0]] and not rows[-1][0].strip():
+        rows.pop()  # a trailing `\\`
+    rows = [[entry.strip() for entry in row] for row in rows]
+    if any(len(row) != len(rows[0]) for row in rows) or any(reading(e) is None for row in rows for e in row):
+        return None
+    return bool(m.group(1)), rows
+
+
+def _decide_matrices(gold: str, pred: str) -> tuple[str, str] | None:
+    """A matrix against a matrix (entry by entry; another shape is WRONG) or against a value (never equal); a leading
+    minus negates every entry, as Math-Verify reads it."""
+    g, p = _matrix(gold), _matrix(pred)
+    if g is None and p is None:
+        return None
+    if g is None or p is None:
+        matrix, other = (g, pred) if p is None else (p, gold)
+        if matrix is not None and "\\begin" not in other and reading(other) is not None:
+            return WRONG, "a matrix against a value (exact)"
+        return None
+    (g_negated, g_rows), (p_negated, p_rows) = g, p
+    if len(g_rows) != len(p_rows) or len(g_rows[0]) != len(p_rows[0]):
+        return WRONG, "matrices of different shapes (exact)"
+    for g_row, p_row in zip(g_rows, p_rows):
+        for g_entry, p_entry in zip(g_row, p_row):
+            verdict = _decide_one(g_entry, p_entry if g_negated == p_negated else f"-({p_entry})")
+            if verdict is None:
+                return None
+            if verdict == WRONG:
+                return WRONG, "different matrices (exact)"
+    return CORRECT, "equal matrices (exact)"
+
+
 def decide(gold: str, pred: str) -> tuple[str, str] | None:
     """(verdict, reason) for two normalized answers when both are in the fast forms, else None (the slow path)."""
+    if "\\begin" in gold or "\\begin" in pred:
+        return _decide_matrices(gold, pred)
+    for word, other in ((gold, pred), (pred, gold)):  # `odd`, `friday`: a product of unknowns, never a number
+        if WORD_RE.match(word) and len(word) > 1 and _is_number(other):
+            return WRONG, "a word against a number (exact)"
     if "=" in gold and "=" in pred:
         verdict = _assignment(gold, pred)
         return None if verdict is None else (verdict, "the same name, " + ("equal" if verdict == CORRECT else
@@ -361,6 +409,11 @@ def decide(gold: str, pred: str) -> tuple[str, str] | None:
     if verdict is None:
         return None
     return (CORRECT, "equal (exact)") if verdict == CORRECT else (WRONG, "different (exact)")
+
+
+def _is_number(answer: str) -> bool:
+    found = reading(answer)
+    return found is not None and not any(monomial for monomial in found[0])
 
 
 def _empty(items: list[str]) -> bool:

@@ -47,6 +47,8 @@ PRIORITY = ("reasoning", "boxed", "####", "final answer is", "the answer is", "b
 def split_reasoning(text: str) -> tuple[str | None, str | None]:
     """(reasoning, final text): the text after the last `</think>` is the final text; an unclosed `<think>` is a
     reasoning trace cut off before its answer (no final text). Text without a reasoning block is all final."""
+    if "<" not in text:  # no tag at all (most texts): skip both scans
+        return None, text
     closes = list(THINK_CLOSE_RE.finditer(text))
     if closes:
         head, tail = text[:closes[-1].start()], text[closes[-1].end():]

@@ -1379,6 +1379,19 @@ def mask(text: str, skip: list[tuple[int, int]] | None = None) -> str:
 
 
 def regions(text: str) -> list[tuple[str, int, int]]:
+    """`_regions_of(text)`, remembered for the last text (collect reads a text's regions for its key, then again for
+    its fallback key or its groundedness)."""
+    if _last_cut[0] == text:
+        return _last_cut[1]
+    found = _regions_of(text)
+    _last_cut[:] = [text, found]
+    return found
+
+
+_last_cut: list = [None, None]
+
+
+def _regions_of(text: str) -> list[tuple[str, int, int]]:
     """The text cut into ("math", start, end), ("prose", start, end) and ("skip", start, end) pieces, in order:
     `$...$`, `$$...$$`, `\\(...\\)`, `\\[...\\]` and align/eqnarray/equation/gather environments are math (when
     every `$` of the text is followed by a digit they are dollar signs, and a `$...$` pair holding running words is
