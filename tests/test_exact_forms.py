@@ -90,6 +90,10 @@ PAIRS = [
     (V2, "-3", N), ("4", V2, N), (V2, "\\sqrt{2}", N), ("\\frac{1}{3}", M22, N), (M22, "x", N),
     ("18", "odd", N), ("\\frac{41}{49}", "friday", N), ("friday", "-5", N), ("52", "\\text{even}", N),
     ("\\pi", "pi", N), ("0", "none", N), ("2.5", "neither", N),
+    # an equation against a value: its last side (Math-Verify's reading, whether the chain holds or not)
+    ("7", "5 + 2 = {7}", Y), ("7", "5 + 2 = 8", N), ("3", "1 + 1 = 3", Y), ("2", "1 + 1 = 3", N), ("7", "x = 3 + 4 = 7", Y),
+    ("8", "x = 3 + 4 = 7", N), ("\\frac{1}{2}", "\\frac{2}{4} = 0.5", Y), ("5", "a + b = 5", Y), ("x", "y = x", Y),
+    ("\\pi - 2", "\\frac 1 4 \\pi r^2 - \\frac 1 2 r^2 = {\\pi - 2}", Y), ("4", "2^2 = 4 = 3+1", Y), ("4", "2^2 = 4 = 3+2", N),
 ]
 
 # generated families; expectations computed with Python's Fraction, not the code under test

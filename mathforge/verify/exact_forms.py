@@ -369,6 +369,10 @@ def decide(gold: str, pred: str) -> tuple[str, str] | None:
     """(verdict, reason) for two normalized answers when both are in the fast forms, else None (the slow path)."""
     if "\\begin" in gold or "\\begin" in pred:
         return _decide_matrices(gold, pred)
+    if "=" in pred and "=" not in gold and (last := _last_side(pred)) is not None:
+        verdict = _decide_one(gold, last)  # `5 + 2 = 7` against `7`: Math-Verify reads the last side
+        return None if verdict is None else (verdict, "the last side, " + ("equal" if verdict == CORRECT else
+                                                                           "different") + " (exact)")
     for word, other in ((gold, pred), (pred, gold)):  # `odd`, `friday`: a product of unknowns, never a number
         if WORD_RE.match(word) and len(word) > 1 and _is_number(other):
             return WRONG, "a word against a number (exact)"
@@ -409,6 +413,13 @@ def decide(gold: str, pred: str) -> tuple[str, str] | None:
     if verdict is None:
         return None
     return (CORRECT, "equal (exact)") if verdict == CORRECT else (WRONG, "different (exact)")
+
+
+def _last_side(chain: str) -> str | None:
+    """The last side of `a = b = c` when every side is in the fast forms (an equation against a value is its last
+    side to Math-Verify, whether the chain holds or not); None for anything else."""
+    sides = [side.strip() for side in chain.split("=")]
+    return sides[-1] if len(sides) > 1 and all(side and reading(side) is not None for side in sides) else None
 
 
 def _is_number(answer: str) -> bool:
