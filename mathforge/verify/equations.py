@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import ast
+import functools
 import re
 from dataclasses import dataclass
 from fractions import Fraction
@@ -220,8 +221,10 @@ _NUMBER_WORDS = {"half": Fraction(1, 2), "twice": 2, "double": 2, "triple": 3, "
 _QUESTION_NUMBER_RE = re.compile(r"\d+(?:,\d{3})*(?:\.\d+)?|\.\d+|[A-Za-z]+")
 
 
-def question_numbers(question: str) -> set[Fraction]:
-    """The numbers a question gives: its numerals (and each as a percentage, n/100) and number words."""
+@functools.lru_cache(maxsize=1 << 12)
+def question_numbers(question: str) -> frozenset[Fraction]:
+    """The numbers a question gives: its numerals (and each as a percentage, n/100) and number words (read once per
+    question: every kept path of a problem asks)."""
     found: set[Fraction] = set()
     for token in _QUESTION_NUMBER_RE.findall(question):
         if token[0].isalpha():
@@ -231,7 +234,7 @@ def question_numbers(question: str) -> set[Fraction]:
             continue
         value = Fraction(token.replace(",", ""))
         found.update((value, value / 100))
-    return found
+    return frozenset(found)
 
 
 def ungrounded(question: str, text: str, annotations_only: bool = False) -> list[str]:

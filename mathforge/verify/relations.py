@@ -1396,7 +1396,7 @@ def _regions_of(text: str) -> list[tuple[str, int, int]]:
     `$...$`, `$$...$$`, `\\(...\\)`, `\\[...\\]` and align/eqnarray/equation/gather environments are math (when
     every `$` of the text is followed by a digit they are dollar signs, and a `$...$` pair holding running words is
     prose); `[asy]` pictures are skipped."""
-    dollars = "$" in text and _MATH_DOLLAR.search(text.replace(MASK, "")) is not None
+    dollars = "$" in text and _MATH_DOLLAR.search(text.replace(MASK, "") if MASK in text else text) is not None
     out: list[tuple[str, int, int]] = []
     pos = search = 0
     never: set[str] = set()  # closers known to be absent from here on
