@@ -134,15 +134,13 @@ def check_failures(failures_path: Path, requests: int) -> None:
 
 
 def path_key(text: str) -> str | None:
-    """A correct sample's reasoning path, keyed as canonical collect keys it (`equations.steps`: annotations and
+    """A correct sample's reasoning path, keyed as canonical collect keys it (`equations.checked_key`: annotations and
     LaTeX / plain-text relations, normalized; none: its text). None: the calculator refutes one of its equations,
     so it is no path the builders would keep."""
-    from mathforge.verify.equations import steps, text_key
+    from mathforge.verify.equations import checked_key
 
-    found = steps(text)
-    if any(step.wrong for step in found):
-        return None
-    return "|".join(step.key for step in found) if found else text_key(text)
+    refuted, key = checked_key(text)
+    return None if refuted else key
 
 
 def majority_vote(answers: list, correct: list, kind: str) -> tuple[str | None, bool]:

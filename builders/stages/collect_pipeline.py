@@ -233,7 +233,8 @@ def run_collect_plan(plan: CollectPlan, executor: Executor | None = None, tasks:
     index_tasks = max(1, min(tasks, len(plan.units())))
     collect_tasks = max(1, min(tasks, plan.partitions))
     options = dict(executor.options)
-    index_workers, collect_workers = min(workers or index_tasks, index_tasks), min(workers or collect_tasks, collect_tasks)
+    index_workers = min(workers or index_tasks, index_tasks)
+    collect_workers = min(workers or collect_tasks, collect_tasks)
     if executor.type == "local":  # a task per unit and per partition: the pool hands the next one to whichever
         index_tasks, collect_tasks = len(plan.units()) or 1, plan.partitions  # process is free (costs differ)
         if fork:

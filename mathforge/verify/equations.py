@@ -204,8 +204,7 @@ def reasoning_key(text: str) -> str:
     relations of LaTeX math and plain-text arithmetic (numbers normalized, `\\dfrac` = `\\frac`, `\\cdot` =
     `\\times`, operands of sums and products sorted, spacing and `\\left(` ignored, `\\boxed{}` transparent, a
     Minerva closing line not read); a solution without any is keyed by `text_key`."""
-    found = steps(text)
-    return "|".join(step.key for step in found) if found else text_key(text)
+    return checked_key(text)[1]
 
 
 # Numbers a solution may use without taking them from the question or an earlier result: counting and unit

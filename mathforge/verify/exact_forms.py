@@ -349,7 +349,7 @@ def _decide_matrices(gold: str, pred: str) -> tuple[str, str] | None:
         return None
     if g is None or p is None:
         matrix, other = (g, pred) if p is None else (p, gold)
-        if matrix is not None and "\\begin" not in other and reading(other) is not None:
+        if matrix is not None and reading(other) is not None:  # (a value's reading has no `\\begin`)
             return WRONG, "a matrix against a value (exact)"
         return None
     (g_negated, g_rows), (p_negated, p_rows) = g, p

@@ -1179,7 +1179,13 @@ def _read_side(text: str, tokens: list[tuple]) -> Side:
 def _math_region(text: str, start: int, end: int) -> tuple[list[Relation], int]:
     """The relations of the math region text[start:end] and its unreadable sides: read once per distinct region
     text in this process (a region's tokens and relations depend on its text alone), then copied to its offset."""
-    body = text[start:end]
+    found, unreadable = _region_reading(text[start:end])
+    return [Relation(r.start + start, [_moved(s, start) for s in r.sides], list(r.ops), list(r.verdicts))
+            for r in found], unreadable
+
+
+def _region_reading(body: str) -> tuple[list[Relation], int]:
+    """The relations of a math region's text at offset 0 and its unreadable sides, read once per distinct text."""
     known = _regions.get(body)
     if known is None:
         MEMO_HITS["region misses"] += 1
@@ -1189,9 +1195,7 @@ def _math_region(text: str, start: int, end: int) -> tuple[list[Relation], int]:
         _regions[body] = known
     else:
         MEMO_HITS["regions"] += 1
-    found, unreadable = known
-    return [Relation(r.start + start, [_moved(s, start) for s in r.sides], list(r.ops), list(r.verdicts))
-            for r in found], unreadable
+    return known
 
 
 def _moved(side: Side, offset: int) -> Side:
@@ -1534,8 +1538,8 @@ def keys(text: str) -> list[str] | None:
         if kind == "math":
             body = text[start:end]
             known = _summaries.get(body)
-            if known is None:
-                found, _ = _math_region(text, start, end)
+            if known is None:  # keys and verdicts do not depend on the region's offset: no copies moved
+                found, _ = _region_reading(body)
                 known = (tuple(r.key for r in found), any(FALSE in r.verdicts for r in found),
                          bool(found) and found[-1].sides[-1].value is not None)
                 if len(_summaries) >= MEMO_SIZE:
