@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from mathforge.verify.extract import final_answer, split_reasoning
-from mathforge.verify.grader import answer_classes, grade, too_large
+from mathforge.verify.grader import answer_classes, compare, grade, reference_compare, too_large
 from mathforge.verify.pairs import grade_file
 
 GRADING = Path(__file__).resolve().parents[1] / "benchmarks" / "grading"
@@ -54,6 +54,20 @@ def test_the_answer_after_the_reasoning_is_the_one_graded():
     cut = grade("72", "<think>so it is 72, but let me check")  # a trace cut off before its answer
     assert (cut.verdict, cut.reason) == ("unparseable", "reasoning not finished")
     assert verdict("7", "<think>3 + 4 = 7, so \\boxed{7}</think>\n\nI hope this helps!") == "unparseable"
+
+
+def test_a_box_without_braces_is_read_as_tex_reads_it():
+    # two MATH train solutions end `$\\boxed 2$` and `$\\boxed 9$`: TeX boxes the one token after the space
+    gold = "Since we want the largest value of $x$, our answer is $\\boxed 2$."
+    assert final_answer(gold) == ("2", "boxed")
+    assert verdict(gold, "so $x = \\boxed{2}$") == "correct"
+    assert verdict(gold, "$\\boxed{-2}$") == "wrong"
+    assert final_answer("it is $\\boxed \\pi$.") == ("\\pi", "boxed")
+    # `\\boxed 23` boxes only the 2 in TeX: no box is read, and no reader may take a box's content for the
+    # whole answer (Math-Verify reads `-\\boxed 9` as 9: it was a false accept against the gold 9)
+    assert final_answer("so $\\boxed 23$")[1] != "boxed"
+    assert compare("\\boxed 9", "-\\boxed 9")[0] == reference_compare("\\boxed 9", "-\\boxed 9")[0] == "unparseable"
+    assert final_answer("$-\\boxed 9$") == final_answer("$-\\boxed{9}$") == ("9", "boxed")  # the box, as with braces
 
 
 def test_extraction_priority_is_documented_order():

@@ -14,7 +14,9 @@ MAX_BARE_ANSWER_CHARS = 200       # a whole text this short without prose is its
 PROSE_RE = re.compile(r"(?<![A-Za-z])[A-Za-z]{2,}+\s++[A-Za-z]{2,}+\s++[A-Za-z]{2}")
 THINK_OPEN_RE = re.compile(r"<(think|thinking|reasoning)>", re.IGNORECASE)
 THINK_CLOSE_RE = re.compile(r"</(think|thinking|reasoning)>", re.IGNORECASE)
-BOX_RE = re.compile(r"\\(?:boxed|fbox)\s*\{")
+# `\\boxed{...}`, or TeX's one-token argument without braces (`\\boxed 9`, as some MATH solutions write it): one
+# digit, letter or command not followed by another (`\\boxed 23` boxes only the 2 in TeX: no box is read)
+BOX_RE = re.compile(r"\\(?:boxed|fbox)(?:\s*\{|\s+([0-9A-Za-z]|\\[A-Za-z]+)(?![0-9A-Za-z]))")
 # what may stand between two boxed answers of one group: commas, "and", "or", spaces, math delimiters
 BOX_JOINER_RE = re.compile(r"^(?:\s|,|;|\$|[A-Za-z](?:_\{?\w+\}?)?\s*=|\\[()\[\]]|\\quad|\\qquad|\\,|\\;|\\text\{\s*(?:and|or|,)\s*\}|\band\b|\bor\b)*$")
 # answers are read up to 300 characters on their line: bounded, so no pattern can scan a hostile text twice over
@@ -61,9 +63,13 @@ def split_reasoning(text: str) -> tuple[str | None, str | None]:
 
 
 def boxed_all(text: str) -> list[tuple[int, int, str]]:
-    """Every `\\boxed{...}` / `\\fbox{...}` with balanced braces: (start, end, content), in order."""
+    """Every `\\boxed{...}` / `\\fbox{...}` with balanced braces, and `\\boxed 9`: (start, end, content), in order."""
     found, pos = [], 0
     while (match := BOX_RE.search(text, pos)) is not None:
+        if match.group(1) is not None:  # `\\boxed 9`
+            found.append((match.start(), match.end(), match.group(1)))
+            pos = match.end()
+            continue
         depth, i = 0, match.end() - 1
         for i in range(match.end() - 1, len(text)):
             if text[i] == "{":

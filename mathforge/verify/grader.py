@@ -33,6 +33,8 @@ HELPER_GRACE_SECONDS = 1.0    # past its own alarm, a helper's answer is awaited
 MAX_PARTS = 64                # answers in one multiple answer: more is not an answer to compare
 TIMEOUT, GOLD = "timeout", "gold"  # the reasons of an overrun and of a gold answer that cannot be read
 MALFORMED = "malformed answer (unbalanced braces or environment)"
+BOX_INSIDE = "a box inside the answer"  # `-\\boxed 2`: no reader may take the box's content for the whole
+BOX_CMD_RE = re.compile(r"\\(?:boxed|fbox)(?![A-Za-z])")
 _ENVIRONMENT_RE = re.compile(r"\\(begin|end)\s*\{([^{}]*)\}")
 MEMO_SIZE = 1 << 18           # remembered verdicts per process (each memo is emptied when it reaches this)
 UNSETTLED = (TIMEOUT, "grader process died")  # reasons that depend on the moment, never remembered
@@ -389,6 +391,8 @@ def _latex_verdict(gold_answer: str, pred_answer: str, timeout: float, digits: i
                    deadline: Deadline | None = None) -> tuple[str, str]:
     """math-verify on LaTeX only (its plain-expression path runs sympy's parse_expr, i.e. eval), for at most
     `timeout` seconds and never past the row's deadline."""
+    if BOX_CMD_RE.search(gold_answer) or BOX_CMD_RE.search(pred_answer):
+        return UNPARSEABLE, BOX_INSIDE  # math-verify reads a box's content only: `-\\boxed 2` would be 2
     deadline = deadline if deadline is not None else Deadline(timeout)
     seconds = min(timeout, deadline.left())
     if seconds <= 0:
