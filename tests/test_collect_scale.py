@@ -102,6 +102,30 @@ def test_a_large_table_indexed_in_runs_of_lines_gives_the_same_bytes(screl, monk
     assert [(e["line"], e["reason"]) for e in examples] == [(bad, "unknown problem")]
 
 
+def test_the_largest_partition_is_handed_out_first(screl):
+    """Local collect gives task r the r-th largest partition by bucketed bytes (the longest must not start last);
+    every partition is collected once, the same rows as in number order (one task)."""
+    from mathforge.builders.stages.collect_pipeline import make_plan, read_parts, run_collect_plan
+
+    problems = load_local(screl["gold"])
+    table = screl["tmp"] / "uneven.jsonl"
+    with open(table, "wb") as handle:  # the last third of the problems has texts 20 times as long
+        for i, row in enumerate(screl["rows"]):
+            padding = "We check it once more. " * (40 if 3 * i >= 2 * len(screl["rows"]) else 2)
+            handle.write(orjson.dumps({"idx": i, "model": "m", "solution": padding + row["answer"]}) + b"\n")
+    outcomes = []
+    for tasks in (2, 1):
+        plan = make_plan(problems, [str(table)], "canonical", True, screl["tmp"] / f"uneven{tasks}", partitions=3)
+        outcomes.append(run_collect_plan(plan, tasks=tasks))
+    plan = outcomes[0].plan
+    sizes = {p: sum(os.path.getsize(os.path.join(d, f)) for d, _, fs in os.walk(plan.path("buckets", f"p{p:05d}"))
+                    for f in fs) for p in range(3)}
+    assert sizes[2] > 3 * max(sizes[0], sizes[1])  # by construction
+    assert plan.largest_first() == sorted(range(3), key=lambda p: -sizes[p]) and plan.largest_first()[0] == 2
+    assert sorted(path.name for path in plan.path("parts").glob("*.json")) == [f"p{p:05d}.json" for p in range(3)]
+    assert read_parts(plan, outcomes[0].files) == read_parts(outcomes[1].plan, outcomes[1].files)
+
+
 RECIPE = """name: scale
 version: 1.0.0
 sources:

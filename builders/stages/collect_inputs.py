@@ -105,6 +105,16 @@ class CollectPlan:
     def part_done(self, partition: int) -> Path:
         return self.path("parts", f"p{partition:05d}.json")
 
+    def largest_first(self) -> list[int]:
+        """The partitions by their bucketed bytes, largest first (ties by number). Handed out in this order, the
+        longest partition does not start last and leave one process working alone (a text's length is most of
+        its cost). Bucket files are complete before any partition starts, so every task computes this order."""
+        def size(partition: int) -> int:
+            folder = self.path("buckets", f"p{partition:05d}")
+            return sum(f.stat().st_size for f in folder.iterdir()) if folder.exists() else 0
+
+        return sorted(range(self.partitions), key=lambda partition: (-size(partition), partition))
+
 
 class Sample(NamedTuple):
     """One sample of one problem, in the problem's sample order; `text` None: the input line was unreadable and

@@ -156,7 +156,8 @@ class IndexInputs(PipelineStep):
 
 
 class CollectPartitions(PipelineStep):
-    """Task `rank` collects partitions rank, rank + tasks, ...: verify, calculator check, dedup, corpus rows."""
+    """Task `rank` collects partitions rank, rank + tasks, ... (a task per partition: the rank-th largest): verify,
+    calculator check, dedup, corpus rows."""
 
     name = "✅ verify + dedup partitions"
     type = "🧮 collect"
@@ -166,7 +167,10 @@ class CollectPartitions(PipelineStep):
         self.plan = plan
 
     def run(self, data=None, rank: int = 0, world_size: int = 1):
-        for partition in range(rank, self.plan.partitions, world_size):
+        partitions = range(rank, self.plan.partitions, world_size)
+        if world_size == self.plan.partitions:  # a task per partition (local): task r takes the r-th largest
+            partitions = [self.plan.largest_first()[rank]]
+        for partition in partitions:
             if self.plan.part_done(partition).exists():
                 continue
             hold(self.plan.work)
