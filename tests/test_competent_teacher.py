@@ -80,3 +80,54 @@ def test_a_step_that_leaves_every_path_is_the_first_wrong_one():
         assert multipath.check(row, tp.compose(steps, reply)).valid
         found += 1
     assert found >= 3
+
+
+def _ask(teacher, prompt: str, seed: int = 0) -> str:
+    return teacher({"messages": [{"role": "user", "content": prompt}], "seed": seed})
+
+
+def test_retrospect_rows_go_back_to_the_planted_error_and_reach_the_answer():
+    """Every reply parses, the calculator's proven error before `[back]` is the miscomputation the teacher planted
+    (recomputed here from the reply's own planted line), and the final answer is the problem's."""
+    from mathforge.builders.stages import retrospect_prompts as rp
+    from mathforge.verify.grader import is_correct
+
+    teacher = CompetentTeacher(ROWS)
+    for row in ROWS:
+        for seed in range(4):
+            prompt = render(rp.RETROSPECT_PROMPT, {"question": row["question"], "solution": row["answer"]})
+            text = rp.parse_retrospective(_ask(teacher, prompt, seed), "stop")
+            assert isinstance(text, str), text
+            planted = next(line for line in text.split("\n") if re.fullmatch(r"\d+[-+*/]\d+ = -?\d+", line))
+            x, op, y, said = re.fullmatch(r"(\d+)([-+*/])(\d+) = (-?\d+)", planted).groups()
+            true = {"+": int(x) + int(y), "-": int(x) - int(y), "*": int(x) * int(y)}.get(op, int(x) // max(int(y), 1))
+            assert int(said) != true
+            assert rp.error_before_back(text) is not None and said in rp.error_before_back(text)
+            assert is_correct(text, str(row["final"]), "auto")
+
+
+def test_diversify_gives_listed_paths_other_than_the_gold():
+    from mathforge.builders.stages.diversify import DIVERSIFY_PROMPT
+
+    teacher = CompetentTeacher(ROWS)
+    for row in ROWS:
+        replies = {_ask(teacher, render(DIVERSIFY_PROMPT, {"question": row["question"]}), seed) for seed in range(6)}
+        assert all(multipath.check(row, reply).valid for reply in replies)
+        if len(row["solutions"]) > 1:
+            assert row["answer"] not in replies
+
+
+def test_expand_writes_new_family_problems_that_the_checker_solves():
+    from mathforge.builders.stages.expand import SOLVE_PROMPT
+    from mathforge.builders.stages.expand_prompts import EXPAND_PROMPT, parse_expansion
+
+    teacher = CompetentTeacher(ROWS)
+    questions = {row["question"] for row in ROWS}
+    for row in ROWS:
+        parsed = parse_expansion(_ask(teacher, render(EXPAND_PROMPT, {"question": row["question"],
+                                                                      "solution": row["answer"]}), 1), "stop")
+        assert isinstance(parsed, dict) and parsed["problem"] not in questions
+        new = teacher.rows[parsed["problem"]]
+        assert new["template"] == row["template"] and multipath.check(new, parsed["solution"]).valid
+        solved = _ask(teacher, render(SOLVE_PROMPT, {"question": parsed["problem"]}))
+        assert multipath.check(new, solved).valid

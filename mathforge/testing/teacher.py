@@ -1,7 +1,9 @@
 """A competent teacher for the multi-path family: answers the synthesis stages' real prompts from the problem's paths."""
 from __future__ import annotations
 
+import hashlib
 import json
+import random
 import re
 from dataclasses import dataclass
 from fractions import Fraction
@@ -10,8 +12,14 @@ from mathforge.testing import multipath
 from mathforge.testing.fake_openai import prompt_text
 
 TUTOR_MARK = "Review a student's solution to a math problem."
-QUESTION_RE = re.compile(r"Problem:\n(.*?)\n\nStudent's solution \(", re.S)
+DIVERSIFY_MARKS = ("in a way that differs from the most obvious approach", "in a way that differs from the reference")
+EXPAND_MARK = "Write ONE NEW problem that is related to the seed problem"
+RETROSPECT_MARK = "the way a solver who catches their own mistake writes it"
+SOLVE_MARK = 'Solve step by step, one step per line, and end with a final line "#### <number>".\n\n'
+QUESTION_RE = re.compile(r"Problem:\n(.*?)\n\n(?:Student's solution \(|Your solution:|Reference solution:|Solution:|A correct "
+                         r"solution:)", re.S)
 STEP_RE = re.compile(r"^Step (\d+): (.*)$", re.M)
+ANNOTATED_RE = re.compile(r"<<(\d+)([-+*/])(\d+)=(\d+)>>")
 
 
 @dataclass(frozen=True)
@@ -79,9 +87,54 @@ class CompetentTeacher:
 
     def __call__(self, payload: dict) -> str:
         prompt = prompt_text(payload)
+        rng = random.Random(int(hashlib.sha256(f"{prompt}|{payload.get('seed')}".encode()).hexdigest()[:16], 16))
         if TUTOR_MARK in prompt:
             return self.tutor(prompt)
+        if any(mark in prompt for mark in DIVERSIFY_MARKS):
+            return self.diversify(prompt, rng)
+        if EXPAND_MARK in prompt:
+            return self.expand(prompt, rng)
+        if RETROSPECT_MARK in prompt:
+            return self.retrospect(prompt, rng)
+        if prompt.startswith(SOLVE_MARK):
+            return self.solve(prompt[len(SOLVE_MARK):].strip())
         raise ValueError("not a prompt this teacher knows")
+
+    def _row(self, prompt: str) -> dict:
+        return self.rows[QUESTION_RE.search(prompt).group(1).strip()]
+
+    def diversify(self, prompt: str, rng: random.Random) -> str:
+        """A listed path other than the gold's (the seed picks which)."""
+        row = self._row(prompt)
+        others = [s for s in row["solutions"] if s != row["answer"]] or row["solutions"]
+        return rng.choice(others)
+
+    def expand(self, prompt: str, rng: random.Random) -> str:
+        """A new problem of the seed's template (new names and numbers) with one of its listed paths; remembered, so
+        the solve prompt for it is answered too."""
+        seed = self._row(prompt)
+        while True:
+            row = multipath.problem(rng)
+            if row["template"] == seed["template"] and row["question"] not in self.rows:
+                break
+        self.rows[row["question"]] = row
+        return json.dumps({"problem": row["question"], "solution": row["answer"]})
+
+    def solve(self, question: str) -> str:
+        row = self.rows.get(question)
+        return row["answer"] if row is not None else "I cannot solve this problem.\n#### 0"
+
+    def retrospect(self, prompt: str, rng: random.Random) -> str:
+        """A listed path with one planted miscomputation (a step's result off by one, written out), then `[back]`
+        naming it, then the path again from that step."""
+        row = self._row(prompt)
+        path = rng.choice(row["solutions"]).split("\n#### ")[0].split("\n")
+        at = rng.randrange(len(path))
+        x, op, y, r = ANNOTATED_RE.fullmatch(path[at]).groups()
+        wrong = int(r) + rng.choice((-1, 1))
+        lines = [*path[:at], f"{x}{op}{y} = {wrong}",
+                 f"[back] Step {at + 1} is wrong: {x}{op}{y} = {r}, not {wrong}.", *path[at:], f"#### {row['final']}"]
+        return "\n".join(lines)
 
     def tutor(self, prompt: str) -> str:
         question = QUESTION_RE.search(prompt).group(1).strip()
