@@ -37,13 +37,16 @@ def _plant(row: dict, kind: str) -> tuple[list[str], int | None]:
             op = "+"
         steps[0] = f"<<{x}{op}{stranger}={value}>>"
         return steps, 1
+    if kind == "no calculation":  # an untrained student's noise where the second step should be
+        steps[1] = "friends \u00e9 each machine <<"
+        return steps, 2
     if kind == "wrong answer":  # the work is right, the final line is not
         steps[-1] = f"#### {row['final'] + 1}"
         return steps, len(steps)
     raise ValueError(kind)
 
 
-@pytest.mark.parametrize("kind", ["right", "miscomputed", "from nowhere", "wrong answer"])
+@pytest.mark.parametrize("kind", ["right", "miscomputed", "from nowhere", "no calculation", "wrong answer"])
 def test_the_teacher_finds_the_planted_step_and_its_fix_is_valid(kind):
     teacher = CompetentTeacher(ROWS)
     for row in ROWS:

@@ -19,6 +19,7 @@ SOLVE_MARK = 'Solve step by step, one step per line, and end with a final line "
 QUESTION_RE = re.compile(r"Problem:\n(.*?)\n\n(?:Student's solution \(|Your solution:|Reference solution:|Solution:|A correct "
                          r"solution:)", re.S)
 STEP_RE = re.compile(r"^Step (\d+): (.*)$", re.M)
+STEP_FORM_RE = re.compile(r"\s*(?:<<[^<>\n]*>>\s*)+")  # a step of the family: calculations and nothing else
 ANNOTATED_RE = re.compile(r"<<(\d+)([-+*/])(\d+)=(\d+)>>")
 
 
@@ -49,6 +50,8 @@ def review(row: dict, steps: list[str]) -> Review:
             if tuple(done) not in paths:
                 return _wrong(row, paths, lines, done, number, "the work stops before the answer is reached")
             return Review(None, "", [])
+        if final is not None or not STEP_FORM_RE.fullmatch(step):  # the family writes calculations, one per step
+            return _wrong(row, paths, lines, done, number, "this step is not a calculation of the solution")
         for body in multipath.ANNOTATION.findall(step):
             lhs, eq, rhs = body.partition("=")
             value, numbers, ops = multipath._arithmetic(lhs)
@@ -97,7 +100,7 @@ class CompetentTeacher:
         if RETROSPECT_MARK in prompt:
             return self.retrospect(prompt, rng)
         if prompt.startswith(SOLVE_MARK):
-            return self.solve(prompt[len(SOLVE_MARK):].strip())
+            return self.solve(prompt[len(SOLVE_MARK):].strip(), rng)
         raise ValueError("not a prompt this teacher knows")
 
     def _row(self, prompt: str) -> dict:
@@ -120,9 +123,12 @@ class CompetentTeacher:
         self.rows[row["question"]] = row
         return json.dumps({"problem": row["question"], "solution": row["answer"]})
 
-    def solve(self, question: str) -> str:
+    def solve(self, question: str, rng: random.Random | None = None) -> str:
+        """One of the problem's listed paths (the request's seed picks which: a sampling server's k replies differ)."""
         row = self.rows.get(question)
-        return row["answer"] if row is not None else "I cannot solve this problem.\n#### 0"
+        if row is None:
+            return "I cannot solve this problem.\n#### 0"
+        return rng.choice(row["solutions"]) if rng is not None else row["answer"]
 
     def retrospect(self, prompt: str, rng: random.Random) -> str:
         """A listed path with one planted miscomputation (a step's result off by one, written out), then `[back]`
