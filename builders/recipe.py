@@ -33,6 +33,7 @@ class Columns(Strict):
 
     question: str | None = None
     answer: str | None = None
+    difficulty: str | None = None  # default: `difficulty` or `level` when the source has one (eval reports by it)
 
 
 class Synthetic(Strict):

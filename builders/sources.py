@@ -11,6 +11,7 @@ from mathforge.tables import read_table
 QUESTION_COLUMNS = ("question", "query", "problem")
 SOURCE_MAX_BYTES = 4 * 2**30  # a local source file past this is refused before it is read (every row is in memory)
 SOLUTION_COLUMNS = ("answer", "response", "solution")
+DIFFICULTY_COLUMNS = ("difficulty", "level")  # read when present (MATH's `level`); never required
 
 
 @dataclass(frozen=True)
@@ -22,6 +23,7 @@ class Problem:
     question: str
     solution: str
     answer_kind: str = "auto"  # how the gold answer is written: gsm8k (`#### n`), latex, or auto
+    difficulty: str | None = None  # the source's difficulty column, as text (`Level 3`, `4`), when it has one
 
 
 def problem_id(source_id: str, question: str) -> str:
@@ -42,7 +44,7 @@ def _pick(columns: list[str], wanted: str | None, candidates: tuple[str, ...], w
 
 
 def load_local(path: str | Path, source_id: str | None = None, question: str | None = None,
-               solution: str | None = None) -> list[Problem]:
+               solution: str | None = None, difficulty: str | None = None) -> list[Problem]:
     """Problems from a local JSONL/Parquet file (GSM8K `question`/`answer` or gsm8k-ScRel `query`/`response`):
     a regular file of at most SOURCE_MAX_BYTES."""
     size = Path(path).stat().st_size if Path(path).is_file() else 0  # not a regular file: read_table says so
@@ -51,11 +53,11 @@ def load_local(path: str | Path, source_id: str | None = None, question: str | N
                          "in memory); split it into several sources", str(path))
     rows, numbers = read_table(path)
     source_id = source_id or Path(path).stem
-    return _problems(rows, numbers, str(path), source_id, question, solution)
+    return _problems(rows, numbers, str(path), source_id, question, solution, difficulty)
 
 
 def load_hub(repo: str, config: str | None = None, split: str = "train", revision: str | None = None,
-             question: str | None = None, solution: str | None = None) -> list[Problem]:
+             question: str | None = None, solution: str | None = None, difficulty: str | None = None) -> list[Problem]:
     """Problems from a Hugging Face Hub dataset (e.g. `openai/gsm8k`, config `main`) at a pinned revision."""
     import datasets
 
@@ -65,7 +67,7 @@ def load_hub(repo: str, config: str | None = None, split: str = "train", revisio
         raise InputError(f"cannot load Hub dataset: {exc}", f"hub:{repo}") from None
     rows = data.to_list()
     source_id = f"{repo}:{config or 'default'}:{split}"
-    return _problems(rows, list(range(1, len(rows) + 1)), f"hub:{repo}", source_id, question, solution)
+    return _problems(rows, list(range(1, len(rows) + 1)), f"hub:{repo}", source_id, question, solution, difficulty)
 
 
 def load_synthetic(n: int, seed: int = 0) -> list[Problem]:
@@ -77,19 +79,25 @@ def load_synthetic(n: int, seed: int = 0) -> list[Problem]:
 
 
 def _problems(rows: list[dict], numbers: list[int], file: str, source_id: str,
-              question: str | None, solution: str | None) -> list[Problem]:
+              question: str | None, solution: str | None, difficulty: str | None = None) -> list[Problem]:
     if not rows:
         raise InputError("no rows", file)
     columns = list(rows[0].keys())
     q_col = _pick(columns, question, QUESTION_COLUMNS, "question", file)
     s_col = _pick(columns, solution, SOLUTION_COLUMNS, "answer", file)
+    d_col = _pick(columns, difficulty, DIFFICULTY_COLUMNS, "difficulty", file) if difficulty or \
+        any(name in columns for name in DIFFICULTY_COLUMNS) else None
     problems = []
     for index, (row, number) in enumerate(zip(rows, numbers)):
         q, s = row.get(q_col), row.get(s_col)
         if not isinstance(q, str) or not isinstance(s, str):
             missing = q_col if not isinstance(q, str) else s_col
             raise InputError("missing or not a string", file, number, missing)
-        problems.append(Problem(index, problem_id(source_id, q), q, s))
+        level = row.get(d_col) if d_col is not None else None
+        if isinstance(level, bool) or (level is not None and not isinstance(level, (str, int, float))):
+            raise InputError("a difficulty must be a string or a number", file, number, d_col)
+        problems.append(Problem(index, problem_id(source_id, q), q, s,
+                                difficulty=str(level).strip() if level is not None else None))
     return problems
 
 
@@ -104,14 +112,15 @@ def load_sources_split(sources: list) -> list[list[Problem]]:
     problems: list[Problem] = []
     for source in sources:
         if source.path:
-            part = load_local(source.path, source.name, source.columns.question, source.columns.answer)
+            part = load_local(source.path, source.name, source.columns.question, source.columns.answer,
+                              source.columns.difficulty)
         elif source.synthetic:
             part = load_synthetic(source.synthetic.problems, source.synthetic.seed)
         else:
             part = load_hub(source.hub, source.config, source.split, source.revision,
-                            source.columns.question, source.columns.answer)
+                            source.columns.question, source.columns.answer, source.columns.difficulty)
         offset = len(problems)
-        renumbered = [Problem(offset + i, p.problem_id, p.question, p.solution, source.answer_kind)
+        renumbered = [Problem(offset + i, p.problem_id, p.question, p.solution, source.answer_kind, p.difficulty)
                       for i, p in enumerate(part)]
         problems.extend(renumbered)
         parts.append(renumbered)

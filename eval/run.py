@@ -196,6 +196,10 @@ def grade_samples(problems, samples_path: Path, n: int, kind: str = "auto") -> t
                      "reason": r["error"], "gold": gold} for r in lost]
     count = len(problems)
     accuracy = sum(maj[1]) / count if count else 0.0
+    levels: dict[str, list[float]] = {}
+    for (p, _), hit in zip(ordered, maj[1]):
+        if p.difficulty is not None:
+            levels.setdefault(p.difficulty, []).append(hit)
     report = {"verifier": f"{VERIFIER} ({KINDS[kind]} mode)", "answer_kind": kind,
               "accuracy": round(accuracy, 4), "accuracy_se": round(binomial_se(accuracy, count), 4),
               "maj_at_k": {str(k): round(sum(maj[k]) / max(count, 1), 4) for k in ks},
@@ -205,7 +209,18 @@ def grade_samples(problems, samples_path: Path, n: int, kind: str = "auto") -> t
               "distinct_paths_mean": round(sum(distinct) / max(count, 1), 4),
               "distinct_paths_histogram": {str(k): v for k, v in sorted(Counter(distinct).items())},
               "per_question": per_question}
+    if levels:  # the benchmark's difficulty column (`level`, `difficulty` or a declared one): accuracy per value
+        report["by_difficulty"] = {level: {"questions": len(hits), "accuracy": round(sum(hits) / len(hits), 4),
+                                           "accuracy_se": round(binomial_se(sum(hits) / len(hits), len(hits)), 4)}
+                                   for level, hits in sorted(levels.items(), key=lambda item: _level_order(item[0]))}
+        report["difficulty_missing"] = count - sum(len(hits) for hits in levels.values())
     return report, samples
+
+
+def _level_order(level: str) -> tuple:
+    """`Level 2` before `Level 10`, numbers by value, other text after, alphabetically."""
+    found = re.search(r"-?\d+(?:\.\d+)?", level)
+    return (0, float(found.group()), level) if found else (1, 0.0, level)
 
 
 def write_atomic(path: Path, data: bytes) -> None:
@@ -240,6 +255,14 @@ def write_reports(out: Path, report: dict, samples: list[dict]) -> None:
                   "the per-question values over sqrt(n) for maj1@k and pass@k.", "",
               f"Distinct reasoning paths per question (correct samples, equation keys): mean "
               f"{report['distinct_paths_mean']}.", "", "Every graded sample: `samples.jsonl`.", ""]
+    if report.get("by_difficulty"):
+        lines += ["Accuracy by difficulty (the benchmark's difficulty column; maj1@1 ± 1 standard error):", "",
+                  "| difficulty | questions | accuracy |", "|---|---|---|"]
+        lines += [f"| {level} | {row['questions']} | {pm(row['accuracy'], row['accuracy_se'])} |"
+                  for level, row in report["by_difficulty"].items()]
+        if report.get("difficulty_missing"):
+            lines += [f"| (none given) | {report['difficulty_missing']} | — |"]
+        lines += [""]
     if report.get("failed_requests"):
         lines += [f"{report['failed_requests']} of {report['requests']} requests were refused by the server (e.g. a "
                   "question past the model's context window): each counts as a miss and is in `samples.jsonl` "

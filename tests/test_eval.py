@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from conftest import run
 from mathforge.eval.metrics import pass_at_k
 
@@ -243,3 +245,48 @@ def test_one_question_past_the_context_window_fails_alone_and_quickly(tmp_path, 
     assert [f["attempts"] for f in pq.read_table(failures).to_pylist()] == [1]  # a 400 is not retried
     assert "1 of 5 requests were refused" in (tmp_path / "report" / "report.md").read_text()
     assert "1 of 5 requests were refused" in result.stderr
+
+
+def test_eval_reports_accuracy_by_difficulty_when_the_benchmark_has_a_level_column(tmp_path):
+    """MATH's `level` column read without being declared: maj1@1 per level with its binomial SE, levels in natural
+    order (`Level 2` before `Level 10`). By hand from CORRECT/MAJ above: at k=1 only "What is twelve?" is right."""
+    from math import sqrt
+
+    bench, reply = scripted_bench(tmp_path)
+    levels = {"What is one half?": "Level 1", "What is twelve?": "Level 1", "What is the square root of two?": "Level 10",
+              "What is seven?": "Level 2"}
+    bench.write_text("".join(json.dumps({"question": q, "answer": gold, "level": levels[q]}) + "\n"
+                             for q, (gold, _) in SCRIPT.items()))
+    with FakeOpenAI(reply=reply) as server:
+        result = run("eval", "fake-model", "--benchmark", bench, "--answer-kind", "latex", "--n", "4",
+                     "--temperature", "0.7", "--backend", "endpoint", "--base-url", server.url,
+                     "--out", tmp_path / "report")
+    assert result.returncode == 0, result.stderr
+    report = json.loads((tmp_path / "report" / "report.json").read_text())
+    assert list(report["by_difficulty"]) == ["Level 1", "Level 2", "Level 10"]
+    assert report["by_difficulty"]["Level 1"] == {"questions": 2, "accuracy": 0.5,
+                                                  "accuracy_se": round(sqrt(0.5 * 0.5 / 2), 4)}
+    assert report["by_difficulty"]["Level 2"] == report["by_difficulty"]["Level 10"] == \
+        {"questions": 1, "accuracy": 0.0, "accuracy_se": 0.0}
+    assert report["difficulty_missing"] == 0
+    assert "| Level 1 | 2 | 50.00% ± 35.36% |" in (tmp_path / "report" / "report.md").read_text()
+
+
+def test_a_difficulty_column_is_optional_and_a_declared_one_must_exist(tmp_path):
+    from mathforge.builders.sources import load_local
+    from mathforge.errors import InputError
+
+    plain = tmp_path / "plain.jsonl"
+    plain.write_text(json.dumps({"question": "q", "answer": "#### 1"}) + "\n")
+    assert load_local(plain)[0].difficulty is None
+    rated = tmp_path / "rated.jsonl"
+    rated.write_text(json.dumps({"question": "q", "answer": "#### 1", "stars": 3}) + "\n")
+    assert load_local(rated, difficulty="stars")[0].difficulty == "3"
+    with pytest.raises(InputError) as error:
+        load_local(plain, difficulty="stars")
+    assert error.value.key == "difficulty" and "stars" in error.value.message
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text(json.dumps({"question": "q", "answer": "#### 1", "level": [1]}) + "\n")
+    with pytest.raises(InputError) as error:
+        load_local(bad)
+    assert error.value.line == 1 and error.value.key == "level"

@@ -45,6 +45,23 @@ def test_sft_loss_goes_down_and_the_card_names_the_dataset(build, tiny_model, tm
     assert (out / "model.safetensors").exists() and (out / "tokenizer.json").exists()
 
 
+def test_methods_train_on_their_rows_only(build, tiny_model, tmp_path):
+    import pyarrow.parquet as pq
+
+    methods = pq.read_table(build / "sft").column("method").to_pylist()
+    assert 0 < methods.count("gold") < len(methods)  # the build also holds rft rows
+    config = write_config(tmp_path, "gold", sft_yaml(tiny_model, build, tmp_path / "gold",
+                                                     "max_steps: 2\nsave_strategy: 'no'\nmethods: [gold]\n"))
+    result = run("train", "sft", config, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert f"methods gold: {methods.count('gold')} of {len(methods)} rows" in summary_of(result)["notes"]
+    config = write_config(tmp_path, "tutor", sft_yaml(tmp_path / "no-such-model", build, tmp_path / "t",
+                                                      "methods: [gold, tutor]\n"))
+    result = run("train", "sft", config)
+    assert result.returncode == 2 and "no rows of method(s) tutor (the config has: gold, rft)" in result.stderr
+    assert "no-such-model" not in result.stderr
+
+
 def test_completion_only_masking_at_the_token_level(build, tiny_model, tmp_path):
     from mathforge.trainers.run import build_trainer, prepare
 

@@ -35,6 +35,8 @@ class MathforgeArguments:
     mix_ratio: float | None = field(default=None, metadata={
         "help": "CPT only: fraction of training tokens from the problem-solving corpus (e.g. 0.3 for 3:7)."})
     mix_seed: int = 0
+    methods: list[str] | None = field(default=None, metadata={
+        "help": "Train only on the rows of these methods (the config's `method` column), e.g. gold tutor."})
 
 
 def parser():

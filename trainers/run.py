@@ -6,6 +6,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from mathforge.errors import InputError
 from mathforge.outputs import check_place
 from mathforge.trainers.config import parse
 from mathforge.trainers.data import load_config, load_general, mix_by_tokens, resolve_config
@@ -42,6 +43,7 @@ def prepare(kind: str, config_path: str | Path, overrides: list[str] | None = No
     check_place(training.output_dir, [(k, v) for k, v in inputs if v and Path(v).exists()], str(config_path),
                 key="output_dir")
     root, manifest, files = resolve_config(script.dataset_name, script.dataset_config)
+    check_methods(files, margs.methods, script.dataset_name)
     if margs.mix_dataset:
         load_general(margs.mix_dataset, margs.mix_config)  # resolves (and fails) before the model loads
     return Plan(kind, config_path, margs, script, training, model_args, root, manifest, files)
@@ -57,7 +59,7 @@ def build_trainer(plan: Plan):
     tokenizer = AutoTokenizer.from_pretrained(model_args.model_name_or_path, revision=model_args.model_revision)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
-    dataset = load_config(plan.files)
+    dataset = select_methods(load_config(plan.files), plan.margs.methods, plan.notes)
     if plan.kind == "cpt":
         dataset = dataset.select_columns(["text"])
         if plan.margs.mix_dataset:
@@ -71,6 +73,31 @@ def build_trainer(plan: Plan):
     model = AutoModelForCausalLM.from_pretrained(model_args.model_name_or_path, revision=model_args.model_revision,
                                                  dtype=model_args.dtype or "auto")
     return SFTTrainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer)
+
+
+def check_methods(files: list[str], methods: list[str] | None, ref: str) -> None:
+    """Every method asked for has rows in the config (read from its Parquet `method` column, before any model)."""
+    if not methods:
+        return
+    import pyarrow.parquet as pq
+
+    if any("method" not in pq.read_schema(f).names for f in files):
+        raise InputError("`methods` needs a config with a `method` column (cpt, sft, messages)", ref, key="methods")
+    present = {m for f in files for m in pq.read_table(f, columns=["method"]).column("method").unique().to_pylist()}
+    missing = [m for m in methods if m not in present]
+    if missing:
+        raise InputError(f"no rows of method(s) {', '.join(missing)} (the config has: {', '.join(sorted(present))})",
+                         ref, key="methods")
+
+
+def select_methods(dataset, methods: list[str] | None, notes: list[str]):
+    """The rows of `methods` only (None: all), counted in the run's notes."""
+    if not methods:
+        return dataset
+    wanted, total = set(methods), len(dataset)
+    dataset = dataset.filter(lambda method: method in wanted, input_columns="method")
+    notes.append(f"methods {', '.join(methods)}: {len(dataset)} of {total} rows")
+    return dataset
 
 
 def packing_efficiency(trainer) -> float | None:
@@ -117,7 +144,7 @@ def summarize(plan: Plan, trainer, result, seconds: float, resumed) -> dict:
             "packing": plan.training.packing_strategy if plan.training.packing else "off",
             "packing_efficiency": round(efficiency, 4) if efficiency is not None else None,
             "completion_only_loss": plan.kind == "sft" and plan.training.completion_only_loss is not False,
-            "notes": plan.notes}
+            "methods": plan.margs.methods, "notes": plan.notes}
 
 
 def write_card(plan: Plan, summary: dict, trainer=None) -> None:
