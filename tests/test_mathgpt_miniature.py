@@ -45,3 +45,7 @@ def test_the_quick_benchmark_runs_every_arm_paired_by_seed(tmp_path):
     paired = summary["comparisons"]["cpt tutorship - cpt control"]
     assert paired["differences"] == [round(t - c, 4) for t, c in zip(tutor, control)]
     assert "| paired by seed |" in (out / "table.md").read_text()
+    import pyarrow.parquet as pq  # CPT texts are framed as the test prompt (a CPT model is tested with it)
+
+    mix = pq.read_table(out / "seed-0" / "builds" / "synthesis" / "mix-control").to_pylist()
+    assert all(r["text"].startswith("Question: ") and "\nAnswer: " in r["text"] for r in mix)

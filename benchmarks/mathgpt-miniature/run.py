@@ -142,7 +142,8 @@ def recipe(name: str, train_file: Path, out: Path, s: Settings, student: Path | 
             "sources": [{"name": "train", "path": str(train_file)}], "stages": stages,
             "publish": {"methods": ["gold", "rft", "tutor", "diversify", "expand", "retrospect"],
                         "tags": ["mathgpt-miniature", "synthetic"],
-                        "templates": {"prompt": PROMPT, "completion": " {{ solution }}"}},
+                        "templates": {"prompt": PROMPT, "completion": " {{ solution }}",
+                                      "text": PROMPT + " {{ solution }}"}},  # CPT texts framed as the test prompt
             "output": {"dir": str(out / "builds" / "{name}"), "work_dir": str(out / "builds" / ".work" / "{name}"),
                        "overwrite": True}}
 
