@@ -134,3 +134,18 @@ def test_expand_writes_new_family_problems_that_the_checker_solves():
         assert new["template"] == row["template"] and multipath.check(new, parsed["solution"]).valid
         solved = _ask(teacher, render(SOLVE_PROMPT, {"question": parsed["problem"]}))
         assert multipath.check(new, solved).valid
+
+
+def test_a_right_calculation_in_a_wrong_step_is_written_again_in_the_fix():
+    """Seen in the miniature's run: a student's step 1 `<<3*5=15>> <<3*7=21>>` (the 7 from nowhere). The fix replaces
+    the whole step, so it must compute 15 again; before, it went on from 15 and the row used 15 from nowhere."""
+    teacher = CompetentTeacher(ROWS)
+    for row in ROWS:
+        steps = tp.split_steps(row["answer"])
+        given = set(re.findall(r"\d+", row["question"]))
+        stranger = next(str(n) for n in range(97, 1000) if str(n) not in given)
+        steps[0] = f"{steps[0]} <<2*{stranger}={2 * int(stranger)}>>"
+        reply = tp.parse_teacher_reply(teacher({"messages": [{"role": "user", "content": _prompt(row, steps)}]}),
+                                       len(steps), "stop")
+        assert reply.verdict == tp.WRONG and reply.first_wrong_step == 1
+        assert multipath.check(row, tp.compose(steps, reply)).valid  # right, grounded, a listed path

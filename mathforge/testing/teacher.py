@@ -52,27 +52,30 @@ def review(row: dict, steps: list[str]) -> Review:
             return Review(None, "", [])
         if final is not None or not STEP_FORM_RE.fullmatch(step):  # the family writes calculations, one per step
             return _wrong(row, paths, lines, done, number, "this step is not a calculation of the solution")
-        for body in multipath.ANNOTATION.findall(step):
+        kept = tuple(done)  # the fix replaces the whole wrong step: a right calculation before the wrong one in the
+        for body in multipath.ANNOTATION.findall(step):  # same step is written again, not assumed
             lhs, eq, rhs = body.partition("=")
             value, numbers, ops = multipath._arithmetic(lhs)
             result = multipath._number(rhs) if eq else None
             if value is None or result is None or len(ops) != 1:
-                return _wrong(row, paths, lines, done, number, f"<<{body}>> is not one calculation")
+                return _wrong(row, paths, lines, kept, number, f"<<{body}>> is not one calculation")
             if value != result:
-                return _wrong(row, paths, lines, done, number, f"{lhs.strip()} is {_show(value)}, not {rhs.strip()}")
+                return _wrong(row, paths, lines, kept, number, f"{lhs.strip()} is {_show(value)}, not {rhs.strip()}")
             if any(x not in available for x in numbers):
-                return _wrong(row, paths, lines, done, number, f"<<{body}>> uses a number that is neither given nor "
+                return _wrong(row, paths, lines, kept, number, f"<<{body}>> uses a number that is neither given nor "
                                                                  "computed before")
             key = multipath.step_key(numbers[0], ops[0], numbers[1], result)
             if not any(path[:len(done) + 1] == (*done, key) for path in paths):
-                return _wrong(row, paths, lines, done, number, f"<<{body}>> does not lead to the answer")
+                return _wrong(row, paths, lines, kept, number, f"<<{body}>> does not lead to the answer")
             done.append(key)
             available.add(result)
     return _wrong(row, paths, lines, done, len(steps), "the solution never states its final answer") if steps else \
         Review(1, "there is no solution", [])
 
 
-def _wrong(row: dict, paths: list[tuple], lines: dict, done: list[tuple], number: int, why: str) -> Review:
+def _wrong(row: dict, paths: list[tuple], lines: dict, done, number: int, why: str) -> Review:
+    """Step `number` is wrong: the continuation follows the first listed path that begins with `done`, the
+    calculations of the steps before it."""
     path = next(path for path in paths if path[:len(done)] == tuple(done))
     return Review(number, why, [*lines[path][len(done):], f"#### {row['final']}"])
 
