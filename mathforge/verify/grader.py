@@ -46,8 +46,6 @@ _memo: dict[tuple[str, str], tuple[str, str]] = {}        # (gold, pred) as give
 _memo_normal: dict[tuple[str, str], tuple[str, str]] = {}  # (gold, pred) normalized -> verdict
 _memo_latex: dict[tuple[str, str, int], tuple[str, str]] = {}  # Math-Verify's verdicts
 _leaf = Counter()  # fast / math-verify decisions inside the comparison under way
-_parsed: dict[str, tuple] = {}  # `$answer$` -> math-verify's parse of it: a gold is parsed once, not once per answer
-PARSE_MEMO_SIZE = 1 << 14      # remembered parses per process (emptied when it reaches this)
 _fast_on = [True]  # off only inside `reference_compare`
 
 
@@ -451,23 +449,10 @@ def _math_verify(gold_answer: str, pred_answer: str, timeout: float | None, digi
     _quiet_math_verify()
     config = [LatexExtractionConfig()]
 
-    def parsed(answer: str) -> list:
-        """math-verify's parse of `$answer$`, remembered: parsing is deterministic and its results (sympy
-        expressions and strings) are immutable, so a gold compared with ten answers is parsed once. Only a parse
-        that finished is remembered (an overrun raises out of here); each caller gets its own list."""
-        text = f"${answer}$"
-        found = _parsed.get(text)
-        if found is None:
-            found = tuple(parse(text, extraction_config=config, parsing_timeout=None))
-            if len(_parsed) >= PARSE_MEMO_SIZE:
-                _parsed.clear()
-            _parsed[text] = found
-        return list(found)
-
     def work() -> tuple[str, str]:
         try:
-            gold_parsed = parsed(gold_answer)
-            pred_parsed = parsed(pred_answer)
+            gold_parsed = parse(f"${gold_answer}$", extraction_config=config, parsing_timeout=None)
+            pred_parsed = parse(f"${pred_answer}$", extraction_config=config, parsing_timeout=None)
         except Exception as exc:  # math-verify raises ValueError and others on hostile input
             return UNPARSEABLE, f"latex parse failed: {type(exc).__name__}"
         if not gold_parsed:
