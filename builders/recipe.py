@@ -202,6 +202,7 @@ class TutorStage(Requests):
     chat: bool = True
     structured: bool = True            # send a JSON schema as response_format (servers without it get the text)
     output: Literal["corrected", "exchange"] = "exchange"  # corpus text: corrected solution, or the exchange (CPT)
+    grounded: bool = False             # reject a fix using a number from nowhere (`equations.ungrounded`)
     temperature: float = Field(default=0.0, ge=0)
     max_tokens: int = Field(default=1024, ge=1)  # 32768 when the teacher is a reasoning model
     seed: Seed = 0
@@ -224,6 +225,7 @@ class SynthesisStage(Requests):
     max_tokens: int = Field(default=1024, ge=1)  # 32768 when the model is a reasoning one
     seed: Seed = 0
     concurrency: int = Field(default=32, ge=1)
+    grounded: bool = False        # reject a row using a number from nowhere (`equations.ungrounded`)
 
     @model_validator(mode="after")
     def reasoning_max_tokens(self) -> "SynthesisStage":

@@ -62,7 +62,7 @@ class Script:
         return ("[bad] " + gold(i, wrong=2)) if n % 2 else ("[ok] " + gold(i))
 
 
-def build(tmp_path, name: str, tutor: str) -> tuple[dict, list[dict], str, list[dict], list[dict]]:
+def build(tmp_path, name: str, tutor: str, retrospect: str = "") -> tuple[dict, list[dict], str, list[dict], list[dict]]:
     """Build sample -> tutor -> retrospect -> collect; (stats, corpus rows, card, teacher payloads, records)."""
     source = tmp_path / "gold.jsonl"
     source.write_text("".join(json.dumps({"question": q, "answer": gold(i)}) + "\n" for i, q in enumerate(QUESTIONS)))
@@ -86,6 +86,7 @@ stages:
   - type: retrospect
     k: 1
     model: {model.replace('NAME', 'writer')}
+{retrospect}
   - type: collect
 publish:
   methods: [gold, rft, tutor, retrospect]
@@ -157,6 +158,39 @@ def test_retrospect_keeps_only_a_real_error_before_back(tmp_path):
     assert f"no error before [back] {len(QUESTIONS) - odd}" in card
     # allow_false_critique: a correct attempt called wrong is kept when the fix is good (select any: first sample)
     assert stats["tutor"]["statuses"].get("rejected: false critique", 0) == 0
+
+
+def test_grounded_rejects_tutor_and_retrospect_rows_that_use_a_number_from_nowhere(tmp_path, monkeypatch):
+    """Problem 3 (25 + 17 apples): the teacher's fix and the retrospect model's recovery reach 42 through 50 - 8,
+    right arithmetic and the right answer, but 50 is neither in the question nor computed before (8 is a small
+    constant). Without `grounded` those rows are kept (their `ungrounded` column says 1); with it, rejected and
+    counted by reason; the good rows are kept either way."""
+    nowhere = "Ava has 50-8 = <<50-8=42>>42 apples.\n#### 42"
+    fix, retro = teacher_fix, retrospect_reply
+    monkeypatch.setitem(globals(), "teacher_fix", lambda i, ok: nowhere if i == 3 and not ok else fix(i, ok))
+    monkeypatch.setitem(globals(), "retrospect_reply", lambda i: (
+        "Ava has 25+17 = 43 apples.\n[back] Step 1 is wrong: 25+17 is not 43.\n" + nowhere
+        if i == 3 else retro(i)))
+    tutor = "    select: wrong\n    attempts: 1"
+    stats, corpus, card, _teacher, _records = build(tmp_path, "loose", tutor)
+    assert stats["tutor"]["statuses"] == {"rejected: answer-only fix": 1, "rejected: calculator": 1, "ok": 2}
+    assert stats["retrospect"]["outcomes"] == {"accepted": 2, "no error before [back]": 2}
+    loose = {(r["method"], r["question"]): r["ungrounded"] for r in corpus if r["method"] in ("tutor", "retrospect")}
+    assert loose == {("tutor", QUESTIONS[2]): 0, ("tutor", QUESTIONS[3]): 1, ("retrospect", QUESTIONS[1]): 0,
+                     ("retrospect", QUESTIONS[3]): 1}
+
+    stats, corpus, card, _teacher, records = build(tmp_path, "grounded", tutor + "\n    grounded: true",
+                                                   "    grounded: true")
+    assert stats["tutor"]["statuses"] == {"rejected: answer-only fix": 1, "rejected: calculator": 1,
+                                          "rejected: number from nowhere": 1, "ok": 1}
+    assert stats["tutor"]["fixes_accepted"] == 1
+    assert [r["fix_accepted"] for r in records if r["status"] == "rejected: number from nowhere"] == [False]
+    assert stats["retrospect"]["outcomes"] == {"accepted": 1, "no error before [back]": 2, "number from nowhere": 1}
+    assert stats["retrospect"]["accepted"] == 1
+    kept = {(r["method"], r["question"]) for r in corpus if r["method"] in ("tutor", "retrospect")}
+    assert kept == {("tutor", QUESTIONS[2]), ("retrospect", QUESTIONS[1])}
+    assert "rejected: number from nowhere 1" in card and "number from nowhere 1" in card
+    assert "it uses no number from nowhere" in card and "rows using a number from nowhere rejected" in card
 
 
 def test_tutor_select_picks_by_the_verifier_in_sample_order():

@@ -26,22 +26,18 @@ repository root:
 """
 from __future__ import annotations
 
-import argparse
-import contextlib
 import json
-import math
-import shlex
-import shutil
 import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-import orjson
-
 from mathforge.quickstart import PROMPT, build, standard_error, write_yaml
 from mathforge.testing import multipath
 from mathforge.testing.fake_openai import FakeOpenAI
+from mathforge.testing.miniature import (Phases, checked_accuracy, command, comparison_table, difficulty, evaluate,
+                                         keyed, paired_difference, phase_lines, settings, train, write_rows,
+                                         write_summary)
 from mathforge.testing.teacher import CompetentTeacher
 
 ARMS = {"control": None, "tutorship": "tutor", "diversification": "diversify", "expansion": "expand",
@@ -79,11 +75,6 @@ class Settings:
                              batch=4, max_length=128, k=2, seeds=[0, 1]), **changes})
 
 
-def difficulty(row: dict) -> int:
-    """A problem's steps: the calculations of its gold solution."""
-    return len(multipath.ANNOTATION.findall(row["answer"]))
-
-
 def stratified(n: int, seed: int, exclude: set[str]) -> list[dict]:
     """n distinct problems, as many of each difficulty (3 / 4 / 5 / 6 steps; the family draws 4 steps 87 % of the
     time, 6 steps 1 %), none in `exclude`, in the order drawn."""
@@ -99,13 +90,6 @@ def stratified(n: int, seed: int, exclude: set[str]) -> list[dict]:
             picked[level].append(row)
     rows = [row for level in DIFFICULTIES for row in picked[level]]
     return rows[:n]
-
-
-def write_rows(path: Path, rows: list[dict]) -> None:
-    with open(path, "wb") as handle:
-        for row in rows:
-            handle.write(orjson.dumps({"question": row["question"], "answer": row["answer"],
-                                       "difficulty": difficulty(row)}) + b"\n")
 
 
 def tokens_of(tokenizer_dir: Path, texts: list[str]) -> int:
@@ -159,34 +143,6 @@ def train_config(model: Path, dataset: Path, config: str, out: Path, s: Settings
             **({"methods": methods} if methods else {})}
 
 
-def train(kind: str, config: Path, log: Path) -> dict:
-    """`mathforge train cpt|sft CONFIG`, its log in `log`."""
-    from mathforge.trainers.run import prepare
-    from mathforge.trainers.run import train as run_training
-
-    plan = prepare(kind, config)
-    log.parent.mkdir(parents=True, exist_ok=True)
-    with open(log, "w") as handle, contextlib.redirect_stdout(handle), contextlib.redirect_stderr(handle):
-        return run_training(plan)
-
-
-def evaluate(model: Path, problems: Path, out: Path, s: Settings, seed: int) -> dict:
-    from mathforge.eval.run import evaluate as run_eval
-
-    return run_eval(str(model), str(problems), out, n=1, temperature=0.0, backend="transformers",
-                    max_tokens=s.max_tokens, template=PROMPT, seed=seed, concurrency=256, console=None)
-
-
-def checked_accuracy(eval_dir: Path, rows: dict[str, dict]) -> float:
-    """Greedy accuracy by the family's checker: the answer, every annotation, every operand given or computed."""
-    found = [orjson.loads(line) for line in (eval_dir / "samples.jsonl").read_bytes().splitlines() if line.strip()]
-    ok = 0
-    for r in found:
-        verdict = multipath.check(rows[r["question"]], r["text"], rows[r["question"]]["_keys"])
-        ok += verdict.correct and verdict.grounded
-    return round(ok / max(len(found), 1), 4)
-
-
 def confirmed(build_dir: Path, rows: dict[str, dict]) -> dict:
     """Per method, the accepted rows of training problems that the family's checker confirms (correct, grounded);
     expand's rows are new problems, checked by the teacher's agreement only."""
@@ -208,19 +164,6 @@ def confirmed(build_dir: Path, rows: dict[str, dict]) -> dict:
         verdict = multipath.check(problem, "\n".join(lines), problem["_keys"])
         entry["confirmed"] += verdict.correct and verdict.grounded
     return out
-
-
-class Phases:
-    """Wall time per phase."""
-
-    def __init__(self):
-        self.seconds: dict[str, float] = {}
-
-    def __call__(self, name: str, fn, *args, **kwargs):
-        t = time.perf_counter()
-        result = fn(*args, **kwargs)
-        self.seconds[name] = round(self.seconds.get(name, 0.0) + time.perf_counter() - t, 1)
-        return result
 
 
 def run_seed(seed: int, out: Path, data: Path, s: Settings, teacher_url: str, train_rows: dict, test_rows: dict,
@@ -251,8 +194,8 @@ def run_seed(seed: int, out: Path, data: Path, s: Settings, teacher_url: str, tr
     results = []
     for name, kind, arm, config, methods in runs:
         summary = fit(name, kind, synthesis, config, s.steps, methods)
-        report = phases("test eval", evaluate, out / "models" / name, data / "test.jsonl", out / "eval" / name, s,
-                        seed)
+        report = phases("test eval", evaluate, out / "models" / name, data / "test.jsonl", out / "eval" / name,
+                        s.max_tokens, seed)
         results.append({"seed": seed, "arm": arm, "kind": kind, "accuracy": report["accuracy"],
                         "se": round(standard_error(report["accuracy"], report["questions"]), 4),
                         "questions": report["questions"],
@@ -272,11 +215,7 @@ def paired(seeds: list[dict], kind: str, arm: str, base_kind: str, base_arm: str
     for seed in seeds:
         by = {(r["kind"], r["arm"]): r for r in seed["results"]}
         diffs.append(by[(kind, arm)][key] - by[(base_kind, base_arm)][key])
-    mean = sum(diffs) / len(diffs)
-    se = math.sqrt(sum((d - mean) ** 2 for d in diffs) / (len(diffs) - 1) / len(diffs)) if len(diffs) > 1 else None
-    return {"differences": [round(d, 4) for d in diffs], "mean": round(mean, 4),
-            "se": round(se, 4) if se is not None else None,
-            "beyond_2se": bool(se is not None and abs(mean) > 2 * se)}
+    return paired_difference(diffs)
 
 
 def comparisons(seeds: list[dict]) -> dict:
@@ -303,61 +242,32 @@ def table(summary: dict) -> str:
             levels = " | ".join(f"{r['by_difficulty'].get(str(d), float('nan')):.1%}" for d in DIFFICULTIES)
             lines.append(f"| {r['seed']} | {r['kind']} {r['arm']} | {r['accuracy']:.1%} ± {r['se']:.1%} | {levels} | "
                          f"{r['checked_accuracy']:.1%} | {r['tokens_seen']:,} | {r['train_seconds']:.0f} |")
-    lines += ["", "| paired by seed | differences | mean ± SE | beyond 2 SE |", "|---|---|---|---|"]
-    for name, c in summary["comparisons"].items():
-        se = f"{c['se']:.1%}" if c["se"] is not None else "n/a"
-        lines.append(f"| {name} | {', '.join(f'{d:+.1%}' for d in c['differences'])} | {c['mean']:+.1%} ± {se} | "
-                     f"{'yes' if c['beyond_2se'] else 'no'} |")
-    lines += ["", "Wall seconds per phase:", ""]
-    for seed in summary["seeds"]:
-        lines.append(f"- seed {seed['seed']}: " + ", ".join(f"{k} {v:.0f}" for k, v in seed["phases"].items()) +
-                     f"; total {seed['seconds']:.0f}")
-    lines += ["", f"Total {summary['seconds']:.0f} s. Reproduce: `{summary['command']}`"]
+    lines += ["", *comparison_table(summary["comparisons"]), "", *phase_lines(summary["seeds"]),
+              "", f"Total {summary['seconds']:.0f} s. Reproduce: `{summary['command']}`"]
     return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
-    parser.add_argument("--out", type=Path, default=Path("build/mathgpt-miniature"))
-    parser.add_argument("--quick", action="store_true", help="tiny sizes: a smoke check of the whole protocol")
-    parser.add_argument("--seeds", type=int, nargs="+")
-    parser.add_argument("--overwrite", action="store_true")
-    for name, value in asdict(Settings()).items():
-        if name != "seeds":
-            parser.add_argument(f"--{name.replace('_', '-')}", type=type(value), default=None)
-    args = parser.parse_args(argv)
-    changes = {name: getattr(args, name) for name in asdict(Settings()) if getattr(args, name, None) is not None}
-    s = Settings.quick(**changes) if args.quick else Settings(**changes)
-    out: Path = args.out
-    if out.exists() and any(out.iterdir()):
-        if not args.overwrite:
-            print(f"{out} exists and is not empty (use --overwrite)", file=sys.stderr)
-            return 2
-        shutil.rmtree(out)
-    started = time.perf_counter()
-    data = out / "data"
-    data.mkdir(parents=True)
+    parsed = settings(Settings, __doc__.split("\n", 1)[0], Path("build/mathgpt-miniature"), argv)
+    if parsed is None:
+        return 2
+    s, out = parsed
+    started, data = time.perf_counter(), out / "data"
     train_rows = multipath.problems(s.train_problems, seed=s.problem_seed)
     test_rows = stratified(s.test_problems, s.problem_seed + 1, {r["question"] for r in train_rows})
     write_rows(data / "train.jsonl", train_rows)
     write_rows(data / "test.jsonl", test_rows)
-    keyed = lambda rows: {r["question"]: {**r, "_keys": multipath.path_keys(r)} for r in rows}  # noqa: E731
     texts = [PROMPT.replace("{{ question }}", r["question"]) + " " + sol for r in train_rows for sol in r["solutions"]]
     seeds = []
     with FakeOpenAI(reply=CompetentTeacher(train_rows), model="teacher") as teacher:
         for seed in s.seeds:
             seeds.append(run_seed(seed, out, data, s, teacher.url, keyed(train_rows), keyed(test_rows), texts))
             print(f"seed {seed} done in {seeds[-1]['seconds']:.0f} s", file=sys.stderr)
-    command = "HF_HUB_OFFLINE=1 python benchmarks/mathgpt-miniature/run.py " + " ".join(
-        shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))
     summary = {"settings": asdict(s), "difficulty": {str(d): sum(difficulty(r) == d for r in test_rows)
                                                      for d in DIFFICULTIES},
                "seeds": seeds, "comparisons": comparisons(seeds), "seconds": round(time.perf_counter() - started, 1),
-               "command": command}
-    (out / "mathgpt-miniature.json").write_text(json.dumps(summary, indent=1) + "\n")
-    text = table(summary)
-    (out / "table.md").write_text(text + "\n")
-    print(text)
+               "command": command("benchmarks/mathgpt-miniature/run.py", argv)}
+    write_summary(out, "mathgpt-miniature", summary, table(summary))
     return 0
 
 

@@ -367,11 +367,14 @@ def _stages_text(recipe) -> str:
             lines.append(f"- **tutor**: teacher `{stage.teacher.label}` ({stage.teacher.backend}) reviews "
                          f"{stage.attempts} sample(s) per problem of student `{stage.student}` step by step; a wrong "
                          "verdict comes with the first faulty step and a corrected continuation; the student's steps "
-                         "before it + the continuation are kept only if the final answer matches the gold "
+                         "before it + the continuation are kept only if the final answer matches the gold"
+                         f"{' and it uses no number from nowhere' if stage.grounded else ''} "
                          f"(corpus form: {stage.output}).")
         elif stage.type in ("diversify", "expand", "retrospect"):
             lines.append(f"- **{stage.type}**: model `{stage.model.label}`, {stage.k} request(s) per seed problem, "
-                         f"temperature {stage.temperature:g}; replies parsed and verified (see Synthesis methods).")
+                         f"temperature {stage.temperature:g}; replies parsed and verified"
+                         f"{', rows using a number from nowhere rejected' if stage.grounded else ''} "
+                         "(see Synthesis methods).")
         elif stage.type == "mix":
             budget = (f", budget {stage.token_budget:,}, groups repeated up to {stage.max_repeat}x"
                       if stage.token_budget else "")

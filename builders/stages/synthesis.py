@@ -11,7 +11,23 @@ from mathforge.builders.recipe import Prompt, SampleStage
 from mathforge.builders.sources import Problem
 from mathforge.builders.stages.base import BuildState, MethodRows, Stage
 
+from mathforge.verify.equations import ungrounded
 from mathforge.verify.grader import reference_answer
+
+UNGROUNDED = "number from nowhere"  # the outcome of a row rejected by `grounded`
+
+
+def drop_ungrounded(rows: list[dict], outcomes: Counter) -> list[dict]:
+    """The rows whose checked equations use only numbers of their question, results stated before them, or small
+    constants (`equations.ungrounded`); each other row moves from `accepted` to UNGROUNDED in `outcomes`."""
+    kept = []
+    for row in rows:
+        if ungrounded(row["problem"].question, row["solution"]):
+            outcomes["accepted"] -= 1
+            outcomes[UNGROUNDED] += 1
+        else:
+            kept.append(row)
+    return kept
 
 
 def as_sampling(stage, k: int | None = None, response_format: dict | None = None, model=None) -> SampleStage:
@@ -69,12 +85,14 @@ class Synthesis(Stage):
                           keys=[key + ("model",)])
         got = replies(passes)
         rows, outcomes, more = self.accept(problems, got, state)
+        if stage.grounded:
+            rows = drop_ungrounded(rows, outcomes)
         for row in rows:
             row.setdefault("model", stage.model.label)
         state.passes.extend(passes + more)
         state.synthesized.append(MethodRows(self.type, rows, passes[0].samples_path))
         self.stat_update(state, seed_problems=len(problems), requests=sum(len(v) for v in got.values()),
-                         accepted=len(rows), outcomes=dict(sorted(outcomes.items())))
+                         accepted=len(rows), outcomes=dict(sorted((+outcomes).items())))
 
     def plan(self, state: BuildState) -> list[str]:
         stage = self.spec

@@ -13,8 +13,10 @@ from mathforge.builders.recipe import Prompt, SampleStage, TutorStage
 from mathforge.builders.sources import Problem
 from mathforge.builders.stages import tutor_prompts
 from mathforge.builders.stages.base import BuildState, MethodRows, Stage
+from mathforge.builders.stages.synthesis import UNGROUNDED
 
 from mathforge.errors import InputError
+from mathforge.verify.equations import ungrounded
 from mathforge.verify.grader import answer_of, is_correct, reference_answer
 
 RECORD_SCHEMA = pa.schema([
@@ -158,6 +160,8 @@ def review(attempt: dict, reply: dict | None, stage: TutorStage) -> dict:
         amplified = tutor_prompts.compose(steps, parsed)
         record.update(amplified=amplified, amplified_answer=answer_of(amplified, kind))
         record["status"] = fix_status(parsed, student_correct, amplified, attempt["gold"], kind, stage)
+        if record["status"] == "ok" and stage.grounded and ungrounded(problem.question, amplified):
+            record["status"] = f"rejected: {UNGROUNDED}"
         record["fix_accepted"] = record["status"] == "ok"
         attempt["reply"] = parsed
     return record
