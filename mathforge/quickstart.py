@@ -113,22 +113,24 @@ def build(recipe_path: Path, console):
     return run_recipe(load_recipe(recipe_path), console=console)
 
 
-def train(config: Path, log: Path) -> dict:
-    """`mathforge train sft CONFIG`, its log (TRL's loss lines, progress bars) in `log` instead of the terminal."""
+def train(config: Path, log: Path, kind: str = "sft") -> dict:
+    """`mathforge train sft|cpt CONFIG`, its log (TRL's loss lines, progress bars) in `log` instead of the terminal."""
     from mathforge.trainers.run import prepare
     from mathforge.trainers.run import train as run_training
 
-    plan = prepare("sft", config)
+    plan = prepare(kind, config)
     log.parent.mkdir(parents=True, exist_ok=True)
     with open(log, "w") as handle, contextlib.redirect_stdout(handle), contextlib.redirect_stderr(handle):
         return run_training(plan)
 
 
-def evaluate(model: Path, heldout: Path, out: Path, s: Settings, n: int, temperature: float, console) -> dict:
+def evaluate(model: Path, heldout: Path, out: Path, max_tokens: int, seed: int, n: int = 1, temperature: float = 0.0,
+             console=None) -> dict:
+    """`mathforge eval` with the transformers backend and PROMPT (greedy unless `n` and `temperature` say)."""
     from mathforge.eval.run import evaluate as run_eval
 
     return run_eval(str(model), str(heldout), out, n=n, temperature=temperature, backend="transformers",
-                    max_tokens=s.max_tokens, template=PROMPT, seed=s.seed, concurrency=256, console=console)
+                    max_tokens=max_tokens, template=PROMPT, seed=seed, concurrency=256, console=console)
 
 
 def standard_error(p: float, n: int) -> float:
@@ -195,10 +197,10 @@ def run(out: Path, s: Settings, overwrite: bool = False, console=None) -> dict:
     rows = []
     for label, name, corpus, trained in arms:
         t = time.perf_counter()
-        greedy = evaluate(out / "models" / name, data / "heldout.jsonl", out / "eval" / f"{name}-greedy", s, 1,
-                          0.0, console)
-        sampled = evaluate(out / "models" / name, data / "heldout.jsonl", out / "eval" / f"{name}-sampled", s,
-                           s.eval_samples, s.temperature, console)
+        greedy = evaluate(out / "models" / name, data / "heldout.jsonl", out / "eval" / f"{name}-greedy",
+                          s.max_tokens, s.seed, 1, 0.0, console)
+        sampled = evaluate(out / "models" / name, data / "heldout.jsonl", out / "eval" / f"{name}-sampled",
+                           s.max_tokens, s.seed, s.eval_samples, s.temperature, console)
         timings[f"eval {name}"] = time.perf_counter() - t
         rows.append(model_row(label, name, corpus_rows(corpus), trained, greedy, sampled, s))
     stats = json.loads((rft.out_dir / "stats.json").read_text())

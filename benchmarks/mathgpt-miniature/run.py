@@ -32,12 +32,11 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from mathforge.quickstart import PROMPT, build, standard_error, write_yaml
+from mathforge.quickstart import PROMPT, build, evaluate, standard_error, train, write_yaml
 from mathforge.testing import multipath
 from mathforge.testing.fake_openai import FakeOpenAI
-from mathforge.testing.miniature import (Phases, checked_accuracy, command, comparison_table, difficulty, evaluate,
-                                         keyed, paired_difference, phase_lines, settings, train, write_rows,
-                                         write_summary)
+from mathforge.testing.miniature import (Phases, checked_accuracy, command, comparison_table, difficulty, keyed,
+                                         paired_difference, phase_lines, settings, write_rows, write_summary)
 from mathforge.testing.teacher import CompetentTeacher
 
 ARMS = {"control": None, "tutorship": "tutor", "diversification": "diversify", "expansion": "expand",
@@ -182,7 +181,7 @@ def run_seed(seed: int, out: Path, data: Path, s: Settings, teacher_url: str, tr
     def fit(name: str, kind: str, dataset: Path, config: str, steps: int, methods=None) -> dict:
         path = write_yaml(out / "configs" / f"{name}.yaml", train_config(init, dataset, config, out / "models" / name,
                                                                         s, steps, seed, methods))
-        return phases(f"train {name}", train, kind, path, out / "logs" / f"{name}.log")
+        return phases(f"train {name}", train, path, out / "logs" / f"{name}.log", kind)
 
     fit("student", "sft", gold, "sft", s.student_steps)
     synthesis = phases("sample + synthesis build", build, write_yaml(out / "recipes" / "synthesis.yaml", recipe(

@@ -30,11 +30,10 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from mathforge.quickstart import PROMPT, build, corpus_rows, standard_error, write_yaml
+from mathforge.quickstart import PROMPT, build, corpus_rows, evaluate, standard_error, train, write_yaml
 from mathforge.testing import multipath
-from mathforge.testing.miniature import (Phases, checked_accuracy, command, comparison_table, difficulty, evaluate,
-                                         keyed, paired_difference, phase_lines, settings, train, write_rows,
-                                         write_summary)
+from mathforge.testing.miniature import (Phases, checked_accuracy, command, comparison_table, difficulty, keyed,
+                                         paired_difference, phase_lines, settings, write_rows, write_summary)
 
 ARMS = ("sft", "rft", "union")
 LABELS = {"sft": "SFT (gold), the control", "rft": "RFT (gold + RFT)", "union": "RFT-union"}
@@ -141,7 +140,7 @@ class Seed:
         config = write_yaml(self.out / "configs" / f"{name}.yaml",
                             train_config(init or self.init, self.corpora[arm], self.out / "models" / name, self.s,
                                          self.seed if seed is None else seed))
-        self.trained[name] = self.phases(f"train {name}", train, "sft", config, self.out / "logs" / f"{name}.log")
+        self.trained[name] = self.phases(f"train {name}", train, config, self.out / "logs" / f"{name}.log")
         return self.out / "models" / name
 
     def extra_sft(self, j: int, texts: list[str]) -> tuple[str, Path]:

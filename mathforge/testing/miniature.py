@@ -1,9 +1,7 @@
-"""What the miniature benchmarks share: problems with their difficulty, training and greedy evaluation through
-mathforge's own entry points, the family's checked accuracy, wall time per phase, seed-paired differences."""
+"""What the miniature benchmarks share: problem files, checked accuracy, phase timing, seed-paired differences."""
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import math
 import shlex
@@ -15,7 +13,6 @@ from pathlib import Path
 
 import orjson
 
-from mathforge.quickstart import PROMPT
 from mathforge.testing import multipath
 
 
@@ -35,26 +32,6 @@ def write_rows(path: Path, rows: list[dict]) -> None:
 def keyed(rows: list[dict]) -> dict[str, dict]:
     """Problems by question, each with its listed paths' keys (what `multipath.check` compares with)."""
     return {r["question"]: {**r, "_keys": multipath.path_keys(r)} for r in rows}
-
-
-def train(kind: str, config: Path, log: Path) -> dict:
-    """`mathforge train cpt|sft CONFIG`, its log (TRL's loss lines) in `log` instead of the terminal."""
-    from mathforge.trainers.run import prepare
-    from mathforge.trainers.run import train as run_training
-
-    plan = prepare(kind, config)
-    log.parent.mkdir(parents=True, exist_ok=True)
-    with open(log, "w") as handle, contextlib.redirect_stdout(handle), contextlib.redirect_stderr(handle):
-        return run_training(plan)
-
-
-def evaluate(model: Path, problems: Path, out: Path, max_tokens: int, seed: int, n: int = 1,
-             temperature: float = 0.0) -> dict:
-    """`mathforge eval` (transformers backend, the benchmarks' prompt): greedy by default."""
-    from mathforge.eval.run import evaluate as run_eval
-
-    return run_eval(str(model), str(problems), out, n=n, temperature=temperature, backend="transformers",
-                    max_tokens=max_tokens, template=PROMPT, seed=seed, concurrency=256, console=None)
 
 
 def checked_accuracy(eval_dir: Path, rows: dict[str, dict]) -> float:
