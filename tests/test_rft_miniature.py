@@ -56,6 +56,28 @@ def test_the_quick_benchmark_pairs_every_arm_with_its_seeds_control(tmp_path):
     assert (out / "rft-miniature.json").exists()
 
 
+def test_overwrite_replaces_only_a_miniature_runs_directory(tmp_path):
+    """`--overwrite` removes an earlier run; a directory holding anything else is refused and left as it was."""
+    mine = tmp_path / "notes"
+    mine.mkdir()
+    (mine / "thesis.tex").write_text("years of work")
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf")}
+    result = subprocess.run([sys.executable, str(SCRIPT), "--quick", "--out", str(mine), "--overwrite"],
+                            capture_output=True, text=True, timeout=300, env=env)
+    assert result.returncode == 2 and "not a miniature run's directory" in result.stderr
+    assert (mine / "thesis.tex").read_text() == "years of work"
+    from mathforge.testing.miniature import is_run_dir
+
+    run = tmp_path / "run"
+    for d in ("data", "seed-0", "seed-12"):
+        (run / d).mkdir(parents=True)
+    (run / "rft-miniature.json").write_text("{}")
+    (run / "table.md").write_text("")
+    assert is_run_dir(run)
+    (run / "seed-x").mkdir()
+    assert not is_run_dir(run)
+
+
 def test_one_seed_trains_an_extra_sft_model_for_its_union(tmp_path):
     out = tmp_path / "one"
     result = subprocess.run([sys.executable, str(SCRIPT), "--quick", "--seeds", "0", "--train-problems", "12",

@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import re
 import shlex
 import shutil
 import sys
@@ -105,9 +106,20 @@ def settings(settings_class, description: str, default_out: Path, argv: list[str
         if not args.overwrite:
             print(f"{out} exists and is not empty (use --overwrite)", file=sys.stderr)
             return None
+        if not is_run_dir(out):  # --overwrite replaces an earlier run, never a directory that holds anything else
+            print(f"{out} is not a miniature run's directory: not overwritten", file=sys.stderr)
+            return None
         shutil.rmtree(out)
     (out / "data").mkdir(parents=True)
     return s, out
+
+
+def is_run_dir(path: Path) -> bool:
+    """Does `path` hold only what a miniature run writes (`data/`, `seed-<n>/`, its `.json` summary, `table.md`)?"""
+    return path.is_dir() and not path.is_symlink() and all(
+        (e.name == "data" or re.fullmatch(r"seed-\d+", e.name)) and e.is_dir() and not e.is_symlink()
+        or e.name == "table.md" or re.fullmatch(r"[a-z-]+\.json", e.name) and e.is_file()
+        for e in path.iterdir())
 
 
 def command(script: str, argv: list[str] | None) -> str:
